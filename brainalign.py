@@ -10,8 +10,11 @@ It leaves out everything else: no xarray, no sklearn, no plotting unless matplot
     python brainalign.py --demo     # the whole pipeline offline, tiny models, synthetic responses
     python brainalign.py --all      # the paper's 25 models on Pereira2018, Blank2014, Wehbe2014
 """
+import json
+import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.linalg
@@ -192,13 +195,14 @@ def cross_validate(features, responses, splits, cond=1e-6):
     return r
 
 
-def summarize(r, subjects=None):
-    """Brain-Score's aggregation of r (n_splits, n_targets): median over targets, mean over splits."""
+def summarize(r, subjects=None, center=np.median):
+    """Brain-Score's aggregation of r (n_splits, n_targets): median over targets (or another
+    `center`), mean over splits."""
     subjects = np.zeros(r.shape[1], dtype=int) if subjects is None else np.asarray(subjects)
     if subjects.shape != (r.shape[1],):
         raise ValueError(f"subjects has shape {subjects.shape}, expected ({r.shape[1]},)")
-    per_split = np.median(r, axis=1)
-    per_subject = {str(s): float(np.median(r[:, subjects == s], axis=1).mean())
+    per_split = center(r, axis=1)
+    per_subject = {str(s): float(center(r[:, subjects == s], axis=1).mean())
                    for s in dict.fromkeys(subjects.tolist())}
     subj = np.array(list(per_subject.values()))
     return Score(score=float(per_split.mean()), per_split=per_split, per_target=r.mean(axis=0),
@@ -224,8 +228,12 @@ def score_layers(layers, responses, splits, subjects=None, cond=1e-6, progress=N
     if layers.ndim != 3 or layers.shape[1] == 0:
         raise ValueError(f"layers must be (n_stimuli, n_layers, n_features) with at least one layer; "
                          f"got shape {layers.shape}")
-    results = [score(layers[:, i], responses, splits, subjects, cond)
-               for i in _bar(range(layers.shape[1]), progress, "layers")]
+    return best_of([score(layers[:, i], responses, splits, subjects, cond)
+                    for i in _bar(range(layers.shape[1]), progress, "layers")])
+
+
+def best_of(results):
+    """LayerScores from one Score per layer."""
     scores = np.array([s.score for s in results])
     best = int(np.argmax(scores))
     return LayerScores(scores=scores, best_layer=best, best=results[best])
@@ -238,8 +246,493 @@ def normalize(value, ceiling):
     return float(np.clip(value / ceiling, 0.0, 1.0))
 
 
+# -----------------------------------------------------------------------------
+# time series (Wehbe2014): word features -> TR features, refitted in every fold
+# (Toneva & Wehbe 2019, github mtoneva/brain_language_nlp utils/utils.py, as the paper uses it)
+
+
+def top_components(x, k):
+    """PCA as sklearn PCA(k).fit(x): returns (mean (p,), components (k, p)). Large inputs use ARPACK
+    on the k leading singular vectors instead of a full SVD: a 3,700 x 4,096 matrix costs a few
+    dozen matrix-vector products instead of a full factorisation."""
+    mean = x.mean(axis=0)
+    xc = x - mean
+    if min(xc.shape) <= 500:
+        return mean, np.linalg.svd(xc, full_matrices=False)[2][:k]
+    from scipy.sparse.linalg import svds
+    _, s, vt = svds(xc, k=k, v0=np.ones(min(xc.shape)), random_state=0)
+    return mean, vt[np.argsort(s)[::-1]]
+
+
+def tr_features(word_features, ds, train, n_components=10, delays=(1, 2, 3, 4)):
+    """Features (n_samples, n_components * len(delays)) of the kept TRs for one fold: PCA fitted on
+    the words shown during training TRs, the words of each TR averaged (a TR without words gets 0),
+    the TRs of the previous 1-4 TRs concatenated (the haemodynamic delay), z-scored within each run.
+    word_features: (n_stimuli, n_features); ds: a time-series Dataset; train: sample indices."""
+    words = np.arange(ds.first_word, len(ds.texts))
+    tr_of = ds.word_tr[words]
+    fit = np.isin(tr_of, ds.sample_tr[train])
+    mean, comps = top_components(word_features[words[fit]].astype(np.float64), n_components)
+    z = (word_features[words] - mean) @ comps.T                      # (n_words, k)
+    per_tr = np.zeros((ds.n_tr, z.shape[1]))
+    np.add.at(per_tr, tr_of, z)
+    per_tr /= np.maximum(np.bincount(tr_of, minlength=ds.n_tr), 1)[:, None]
+    delayed = np.zeros((ds.n_tr, z.shape[1] * len(delays)))         # row t holds TRs t-1 .. t-4
+    for j, d in enumerate(delays):
+        delayed[d:, j * z.shape[1]:(j + 1) * z.shape[1]] = per_tr[:-d]
+    kept = delayed[ds.sample_tr]
+    # runs are the blocks of consecutive TRs that survive trimming at each run's edges
+    run = np.cumsum(np.diff(ds.sample_tr, prepend=ds.sample_tr[0]) != 1)
+    for r in np.unique(run):
+        kept[run == r] = zscore(kept[run == r])
+    return kept
+
+
+def cross_validate_time_series(word_features, ds, splits, cond=1e-6):
+    """Pearson r (n_splits, n_targets) of a time-series dataset: per fold, TR features from
+    tr_features, train and test features z-scored separately (as the pipeline does), the same
+    least-squares encoder as everywhere else. The paper fitted kernel ridge with an inner-CV penalty;
+    with 40 features and ~900 training TRs the unpenalised fit is the natural reference."""
+    y = ds.responses.astype(np.float64)
+    r = np.empty((len(splits), y.shape[1]))
+    for i, (train, test) in enumerate(splits):
+        x = tr_features(word_features, ds, train)
+        r[i] = pearson(predict(zscore(x[train]), y[train], zscore(x[test]), cond), y[test])
+    return r
+
+
+# -----------------------------------------------------------------------------
+# one (model, dataset): activations (cached by models.py) -> every layer scored -> best layer,
+# the record cached as JSON so an interrupted run resumes and --report needs no model
+
+
+def splits_for(ds, cv="dataset"):
+    """The dataset's own cross-validation ("dataset"), Brain-Score's "shuffle", or contiguous "kfold"."""
+    n = ds.responses.shape[0]
+    kind = ds.cv if cv == "dataset" else cv
+    if kind == "shuffle":
+        return shuffle_splits(n)
+    own = ds.cv == "kfold"
+    return kfold_splits(n, ds.n_folds if own else 10, ds.gap if own else 0)
+
+
+def score_part(acts, ds, cv="dataset", cond=1e-6, progress=True):
+    """Every layer of acts (n_stimuli, n_layers, n_features) scored on one dataset part -> LayerScores."""
+    splits = splits_for(ds, cv)
+    if ds.word_tr is None:
+        return score_layers(acts, ds.responses, splits, ds.subjects, cond, progress)
+    # time series: the mean r over voxels, as Toneva & Wehbe's and Aw & Toneva's scripts report it
+    # (the paper does not say; Brain-Score's median would be the other choice)
+    return best_of([summarize(cross_validate_time_series(acts[:, i], ds, splits, cond), ds.subjects,
+                              np.mean) for i in _bar(range(acts.shape[1]), progress, "layers")])
+
+
+def record_path(cache_dir, model, dataset, cv, cond):
+    safe = model.strip("/").replace("/", "--")
+    return Path(cache_dir) / "scores" / safe / f"{dataset}.cv-{cv}.cutoff-{cond:g}.json"
+
+
+def run_one(model, dataset, parts, args, info=None, source=None):
+    """Score model on the parts of one dataset (Pereira2018: its two experiments, averaged, each with
+    its own best layer as Brain-Score scores them separately) -> a JSON-able record, cached.
+    info: the model's ModelInfo (its base and size go into the record, so --report can pair models
+    that are not in the registry); source: what models.extract loads, when not the model's name."""
+    path = record_path(args.cache_dir, model, dataset, args.cv, args.cutoff)
+    if path.exists():
+        return json.loads(path.read_text()) | {"cached": True}
+    import models
+    rec = {"model": model, "dataset": dataset, "cv": args.cv, "cutoff": args.cutoff, "parts": {},
+           "base": getattr(info, "base", None), "params": getattr(info, "params", None)}
+    for ds in parts:
+        acts = models.extract(source or model, ds.texts, ds.groups, context_window=ds.context_window,
+                              device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+                              cache_dir=args.cache_dir, dataset_key=ds.name, model_dir=args.model_dir)
+        ls = score_part(acts, ds, args.cv, args.cutoff)
+        rec["parts"][ds.name] = {"score": ls.best.score, "best_layer": ls.best_layer,
+                                 "layers": ls.scores.tolist(), "per_subject": ls.best.per_subject,
+                                 "mad": ls.best.mad, "ceiling": ds.ceiling,
+                                 "n_targets": int(ds.responses.shape[1])}
+    parts_ = rec["parts"].values()
+    rec["score"] = float(np.mean([p["score"] for p in parts_]))
+    rec["ceiling"] = float(np.mean([p["ceiling"] for p in parts_]))
+    rec["best_layer"] = "/".join(str(p["best_layer"]) for p in parts_)
+    rec["mad"] = float(np.mean([p["mad"] for p in parts_]))
+    write_atomic(path, json.dumps(rec, indent=1))
+    return rec
+
+
+def write_atomic(path, text):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# -----------------------------------------------------------------------------
+# the paper's tables: alignment per model, tuned vs vanilla, correlations
+# scores: {model: {dataset: best-layer score}}, the datasets of PAPER_DATASETS and "Average"
+
+PAPER_DATASETS = ("Pereira2018", "Blank2014", "Wehbe2014")
+
+
+def relative_change(tuned, vanilla):
+    """Per cent change of the tuned model's score over its vanilla base."""
+    return 100.0 * (tuned - vanilla) / vanilla
+
+
+def bh_fdr(p):
+    """Benjamini-Hochberg adjusted p-values, (n,) -> (n,)."""
+    p = np.asarray(p, dtype=float)
+    order = np.argsort(p)
+    ranked = p[order] * len(p) / np.arange(1, len(p) + 1)
+    adjusted = np.minimum.accumulate(ranked[::-1])[::-1]
+    out = np.empty_like(p)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
+def bootstrap_ci(values, n_boot=10000, seed=0, level=0.95):
+    """Percentile bootstrap confidence interval of the mean of values -> (low, high)."""
+    values = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (n_boot, len(values)))].mean(axis=1)
+    return tuple(np.quantile(means, [(1 - level) / 2, (1 + level) / 2]).tolist())
+
+
+def compare_pairs(scores, pairs, datasets=PAPER_DATASETS + ("Average",)):
+    """Instruction tuning comparison over pairs [(tuned, vanilla), ...] -> dict with one row per
+    pair (per-dataset % change, or a note when a side was not run), the mean change per dataset,
+    the headline (mean of the per-dataset means), how many pairs improved, a Wilcoxon signed-rank
+    test of tuned vs vanilla Average scores and a bootstrap 95% CI of the mean Average change."""
+    rows, done = [], []
+    for tuned, vanilla in pairs:
+        missing = [m for m in (tuned, vanilla) if m not in scores]
+        if missing:
+            rows.append({"tuned": tuned, "vanilla": vanilla, "note": f"not run: {', '.join(missing)}"})
+            continue
+        change = {d: relative_change(scores[tuned][d], scores[vanilla][d]) for d in datasets
+                  if d in scores[tuned] and d in scores[vanilla]}
+        rows.append({"tuned": tuned, "vanilla": vanilla, **change})
+        done.append((tuned, vanilla, change))
+    mean = {d: float(np.mean([c[d] for *_, c in done if d in c]))
+            for d in datasets if any(d in c for *_, c in done)}
+    per_dataset = [mean[d] for d in datasets if d != "Average" and d in mean]
+    out = {"rows": rows, "mean": mean, "n_pairs": len(done),
+           "headline": float(np.mean(per_dataset)) if per_dataset else float("nan"),
+           "improved": sum(c.get("Average", 0) > 0 for *_, c in done)}
+    avg = [(scores[t]["Average"], scores[v]["Average"]) for t, v, c in done if "Average" in c]
+    if len(avg) >= 2:
+        import scipy.stats
+        t, v = np.array(avg).T
+        out["wilcoxon_p"] = float(scipy.stats.wilcoxon(t, v).pvalue) if np.any(t != v) else 1.0
+        out["ci95"] = bootstrap_ci(relative_change(t, v))
+    return out
+
+
+def correlations(scores, info, tuned):
+    """Pearson r (and Benjamini-Hochberg p) of the Average score with log10(parameters) over the
+    tuned models and over all models, and with MMLU, BBH and next-word-prediction loss over the
+    tuned models. info: {model: ModelInfo}. A row with fewer than 3 models is skipped."""
+    import scipy.stats
+    have = [m for m in scores if "Average" in scores[m] and m in info]
+    wanted = {"log10(params), tuned": ([m for m in have if m in tuned], lambda i: np.log10(i.params)),
+              "log10(params), all": (have, lambda i: np.log10(i.params)),
+              "MMLU, tuned": ([m for m in have if m in tuned], lambda i: i.mmlu),
+              "BBH, tuned": ([m for m in have if m in tuned], lambda i: i.bbh),
+              "NWP loss, tuned": ([m for m in have if m in tuned], lambda i: i.nwp_loss)}
+    rows = []
+    for name, (models, value) in wanted.items():
+        pts = [(value(info[m]), scores[m]["Average"]) for m in models
+               if value(info[m]) is not None and np.isfinite(value(info[m]))]
+        if len(pts) >= 3:
+            x, y = np.array(pts).T
+            r, p = scipy.stats.pearsonr(x, y)
+            rows.append({"against": name, "n": len(pts), "r": float(r), "p": float(p)})
+    for row, q in zip(rows, bh_fdr([r["p"] for r in rows]) if rows else []):
+        row["p_fdr"] = float(q)
+    return rows
+
+
+def markdown(rows):
+    """A Markdown table from a list of dicts (the keys of all rows, in order, are the columns)."""
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    cell = lambda v: "-" if v is None else f"{v:+.1f}" if isinstance(v, float) and abs(v) >= 1 \
+        else f"{v:.3f}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    return "\n".join(lines + ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows])
+
+
+def tables(records, info, normalize_scores=False):
+    """All tables from score records -> {title: rows}. info: {model: ModelInfo} (registry or demo)."""
+    scores, layers, ceilings = {}, {}, {}
+    for rec in records:
+        value = rec["score"]
+        if normalize_scores:
+            value = normalize(value, rec["ceiling"])
+        scores.setdefault(rec["model"], {})[rec["dataset"]] = value
+        layers.setdefault(rec["model"], {})[rec["dataset"]] = rec["best_layer"]
+        ceilings[rec["dataset"]] = rec["ceiling"]
+    datasets = [d for d in PAPER_DATASETS if d in ceilings] + sorted(set(ceilings) - set(PAPER_DATASETS))
+    for m in scores:     # the paper's Average: the mean over its datasets, when all were run
+        if all(d in scores[m] for d in datasets):
+            scores[m]["Average"] = float(np.mean([scores[m][d] for d in datasets]))
+    alignment = []
+    size = lambda m: info[m].params if m in info and np.isfinite(info[m].params) else 0.0
+    for m in sorted(scores, key=lambda m: (size(m), m)):
+        paper = info[m].paper if m in info and not normalize_scores else None
+        row = {"model": m}
+        for j, d in enumerate(PAPER_DATASETS + ("Average",)):
+            if d not in scores[m]:
+                continue
+            row[d] = scores[m][d]
+            if paper is not None and paper[j] is not None and np.isfinite(paper[j]):
+                row[f"{d} paper"] = paper[j]
+                row[f"{d} diff"] = scores[m][d] - paper[j]
+        row["best layers"] = " ".join(f"{d[:1]}{layers[m][d]}" for d in datasets if d in layers[m])
+        alignment.append(row)
+    pairs = [(m, i.base) for m, i in info.items() if i.base and (m in scores or i.base in scores)]
+    cmp = compare_pairs(scores, pairs, tuple(datasets) + ("Average",))
+    comparison = [{k: (f"{v:+.1f}%" if isinstance(v, float) else v) for k, v in r.items()} for r in cmp["rows"]]
+    if cmp["n_pairs"]:
+        summary = {"tuned": f"mean over {cmp['n_pairs']} pairs", "vanilla": ""}
+        summary |= {d: f"{v:+.1f}%" for d, v in cmp["mean"].items()}
+        summary["note"] = (f"headline {cmp['headline']:+.2f}% (mean of per-dataset means); "
+                           f"{cmp['improved']}/{cmp['n_pairs']} improved")
+        if "wilcoxon_p" in cmp:
+            lo, hi = cmp["ci95"]
+            summary["note"] += f"; Wilcoxon p={cmp['wilcoxon_p']:.3g}; 95% CI [{lo:+.1f}%, {hi:+.1f}%]"
+        comparison.append(summary)
+    corr = correlations(scores, info, {m for m, _ in pairs})
+    ceiling_rows = [{"dataset": d, "ceiling": ceilings[d], "paper (Table 6)": PAPER_CEILINGS.get(d)}
+                    for d in datasets]
+    return {"Brain alignment per model" + (" (ceiling-normalised)" if normalize_scores else ""): alignment,
+            "Instruction tuning: tuned vs vanilla (relative change)": comparison,
+            "Correlation of the Average score with model properties": corr,
+            "Noise ceilings": ceiling_rows}
+
+
+PAPER_CEILINGS = {"Pereira2018": 0.359, "Blank2014": 0.210, "Wehbe2014": 0.104}
+
+
+def write_report(out_dir, all_tables, config, banner=""):
+    """Markdown on stdout; Markdown, CSV and JSON per table plus the run's config in out_dir."""
+    import csv
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    text = [banner] if banner else []
+    for i, (title, rows) in enumerate(all_tables.items(), 1):
+        text += [f"## {i}. {title}", markdown(rows) if rows else "(nothing to show: too few results)", ""]
+        stem = out / f"table{i}"
+        with open(stem.with_suffix(".csv"), "w", newline="") as f:
+            cols = list(dict.fromkeys(k for r in rows for k in r))
+            w = csv.DictWriter(f, cols)
+            w.writeheader()
+            w.writerows(rows)
+        write_atomic(stem.with_suffix(".json"), json.dumps({"title": title, "rows": rows}, indent=1))
+    write_atomic(out / "tables.md", "\n".join(text))
+    write_atomic(out / "config.json", json.dumps(config, indent=1, default=str))
+    print("\n".join(text))
+    return "\n".join(text)
+
+
+def plot(out_dir, all_tables):
+    """PNG figures when matplotlib is installed: tuned vs vanilla per dataset, alignment vs size."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    rows = list(all_tables.values())[0]
+    import models
+    done = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        info = models.MODELS.get(r["model"])
+        if info and "Average" in r:
+            ax.scatter(np.log10(info.params), r["Average"], c="C1" if info.base else "C0")
+            ax.annotate(r["model"], (np.log10(info.params), r["Average"]), fontsize=6)
+    ax.set(xlabel="log10(parameters)", ylabel="brain alignment (Average)",
+           title="Brain alignment vs size (blue: vanilla, orange: tuned)")
+    fig.tight_layout()
+    fig.savefig(Path(out_dir) / "alignment_vs_size.png", dpi=120)
+    done.append("alignment_vs_size.png")
+    plt.close(fig)
+    return done
+
+
+# -----------------------------------------------------------------------------
+# --demo: the whole pipeline offline with tiny random-weight models and planted responses
+
+
+def demo_corpus(seed=0):
+    """Synthetic sentences, grouped as Pereira-like passages, Blank-like stories and a word stream."""
+    rng = np.random.default_rng(seed)
+    nouns = "dog cat bird child farmer teacher river house garden letter boat song".split()
+    verbs = "sees finds follows paints carries hears builds remembers".split()
+    adjs = "small old bright quiet green tired happy strange".split()
+    return [f"The {rng.choice(adjs)} {rng.choice(nouns)} {rng.choice(verbs)} the {rng.choice(nouns)}."
+            for _ in range(400)]
+
+
+def demo_datasets(tuned_acts, sentences, seed=0):
+    """Pereira-, Blank- and Wehbe-shaped datasets whose responses are a noisy linear read-out of
+    layer 1 of the tuned demo model, so the tuned model must align better than its vanilla base.
+    tuned_acts(texts, groups, window) -> (n_stimuli, n_layers, hidden)."""
+    import data
+    rng = np.random.default_rng(seed)
+
+    def planted(x, n_subjects, per_subject):
+        y = zscore(x) @ rng.normal(size=(x.shape[1], n_subjects * per_subject))
+        y = zscore(y) + 1.5 * rng.normal(size=y.shape)
+        return y.astype(np.float32), np.repeat([f"subj{k}" for k in range(n_subjects)], per_subject)
+
+    texts = sentences[:96]
+    groups = [f"passage{i // 4}" for i in range(96)]
+    y, subj = planted(tuned_acts(texts, groups, 0)[:, 1], 3, 20)
+    pereira = data.Dataset("Pereira2018", texts, groups, y, subj, 0.359, "shuffle")
+    texts = sentences[96:216]
+    groups = [f"story{i // 30}" for i in range(120)]
+    y, subj = planted(tuned_acts(texts, groups, 0)[:, 1], 2, 12)
+    blank = data.Dataset("Blank2014", texts, groups, y, subj, 0.210, "shuffle")
+    words = " ".join(sentences[216:316]).split()[:480]                 # 2 words per TR, 2 runs
+    word_tr = np.arange(len(words)) // 2 + 4
+    n_tr = word_tr[-1] + 5
+    sample_tr = np.r_[8:120, 128:n_tr - 3]
+    feats = np.zeros((n_tr, 32))
+    np.add.at(feats, word_tr, tuned_acts(words, ["chapter"] * len(words), 8)[:, 1])
+    feats = np.roll(feats, 2, axis=0)                                   # a 2-TR haemodynamic delay
+    y, subj = planted(feats[sample_tr], 2, 30)
+    wehbe = data.Dataset("Wehbe2014", words, ["chapter"] * len(words), y, subj, 0.104, "kfold",
+                         n_folds=4, gap=2, context_window=8, word_tr=word_tr,
+                         sample_tr=sample_tr, n_tr=int(n_tr), first_word=4)
+    return {"Pereira2018": [pereira], "Blank2014": [blank], "Wehbe2014": [wehbe]}
+
+
+def demo(args):
+    """Two tiny random-weight GPT-2s ("demo-vanilla", "demo-tuned"), planted responses -> tables."""
+    import models
+    sentences = demo_corpus()
+    root = Path(args.cache_dir)
+    paths = {name: str(models.make_tiny_model("gpt2", root / name, sentences, seed=seed))
+             for name, seed in (("demo-vanilla", 0), ("demo-tuned", 1))}
+    tuned = lambda t, g, w: models.extract(paths["demo-tuned"], t, g, context_window=w, progress=False)
+    datasets = demo_datasets(tuned, sentences)
+    info = {"demo-vanilla": models.ModelInfo("demo-vanilla", paths["demo-vanilla"], "gpt2", 1e5, 2, None),
+            "demo-tuned": models.ModelInfo("demo-tuned", paths["demo-tuned"], "gpt2", 1e5, 2, "demo-vanilla")}
+    return datasets, info
+
+
+# -----------------------------------------------------------------------------
+# command line
+
+
+def parse_args(argv=None):
+    import argparse
+    import data
+    p = argparse.ArgumentParser(
+        description="Brain alignment of language models (Aw et al., COLM 2024): every layer's "
+                    "activations linearly mapped to fMRI responses, cross-validated Pearson r, the "
+                    "best layer per dataset, and the instruction-tuning comparison tables.",
+        epilog="With no arguments: T5 v1.1 small vs Flan-T5 small on the three datasets.")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--all", action="store_true", help="all 25 models of the paper")
+    what.add_argument("--models", nargs="+", metavar="NAME",
+                      help="registry names (see models.py; GPT-2 appendix pairs too), hub ids or "
+                           "local model directories")
+    what.add_argument("--demo", action="store_true",
+                      help="offline, under a minute: tiny random models, synthetic responses")
+    what.add_argument("--report", action="store_true",
+                      help="re-render every table from the score cache, loading no model")
+    p.add_argument("--datasets", nargs="+", choices=list(data.DATASETS), default=list(PAPER_DATASETS))
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, cuda:1, mps, cpu")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--cache-dir", default=os.environ.get("BRAINALIGN_CACHE", "~/.cache/brainalign"),
+                   help="activations and scores (env BRAINALIGN_CACHE)")
+    p.add_argument("--data-dir", help="where the dataset files are or go (env BRAINALIGN_DATA)")
+    p.add_argument("--model-dir", help="a local copy of the model weights to load from")
+    p.add_argument("--out", default="results", help="folder for the tables (md, csv, json) and figures")
+    p.add_argument("--normalize", action="store_true", help="divide scores by the noise ceiling")
+    p.add_argument("--cv", default="dataset", choices=["dataset", "shuffle", "kfold"],
+                   help="dataset: Brain-Score's 10 shuffle splits (Pereira, Blank) and 4 contiguous "
+                        "folds with gaps (Wehbe); kfold: 10 contiguous folds")
+    p.add_argument("--cutoff", type=float, default=1e-6,
+                   help="relative singular-value cutoff of the least-squares fit (sklearn >= 1.9: "
+                        "1e-6; machine epsilon reproduces older sklearn)")
+    args = p.parse_args(argv)
+    args.cache_dir = str(Path(args.cache_dir).expanduser())
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import data
+    import models
+    banner, info = "", dict(models.MODELS)
+    if args.demo:
+        args.cache_dir = str(Path(args.cache_dir) / "demo")
+        loaded, info = demo(args)
+        names = list(info)
+        banner = "# SYNTHETIC DEMO: tiny random-weight models, planted responses. Not real results.\n"
+    elif args.report:
+        names, loaded = [], {}
+    else:
+        names = ([m for m, i in models.MODELS.items() if not i.appendix] if args.all
+                 else args.models or ["t5-small", "flan-t5-small"])
+        resolved = [models.resolve(n) for n in names]
+        info |= {i.name: i for i in resolved if i.name not in info}
+        names, loaded = [i.name for i in resolved], {}
+    records = []
+    for model in names:
+        for dataset in (loaded if args.demo else args.datasets):
+            if dataset not in loaded:
+                loaded[dataset] = data.load(dataset, args.data_dir)
+            try:
+                rec = run_one(model, dataset, loaded[dataset], args, info.get(model),
+                              info[model].hub_id if args.demo else None)
+            except RuntimeError as err:
+                if "out of memory" not in str(err).lower():
+                    raise
+                raise SystemExit(f"{model} on {dataset}: out of memory. Try --dtype float16 or "
+                                 "bfloat16, a smaller --batch-size, or install accelerate so large "
+                                 "models are spread over devices (device_map='auto').") from err
+            print(f"{model} | {dataset}: {rec['score']:.4f} (best layer {rec['best_layer']}, "
+                  f"ceiling {rec['ceiling']:.3f}){' [cached]' if rec.get('cached') else ''}", flush=True)
+            records.append(rec)
+    if args.report:
+        records = [json.loads(f.read_text()) for f in
+                   sorted((Path(args.cache_dir) / "scores").glob(f"*/*.cv-{args.cv}.cutoff-{args.cutoff:g}.json"))]
+        for rec in records:     # models outside the registry: what their records say
+            if rec["model"] not in info:
+                info[rec["model"]] = models.ModelInfo(rec["model"], rec["model"], "", rec.get(
+                    "params") or float("nan"), 0, rec.get("base"))
+    all_tables = tables(records, info, args.normalize)
+    config = {"args": vars(args), "models": names, "split_seed": 1, "bootstrap_seed": 0,
+              "versions": versions()}
+    write_report(args.out, all_tables, config, banner)
+    plot(args.out, all_tables)
+    return all_tables
+
+
+def versions():
+    import platform
+    out = {"python": platform.python_version()}
+    for mod in ("numpy", "scipy", "torch", "transformers", "h5py"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except ImportError:
+            out[mod] = None
+    return out
+
+
 def _bar(it, progress, desc):
     if not progress:
         return it
     from tqdm.auto import tqdm
     return tqdm(it, desc=desc, leave=False)
+
+
+if __name__ == "__main__":
+    main()

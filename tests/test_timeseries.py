@@ -1,0 +1,75 @@
+"""Wehbe2014-style scoring: PCA against sklearn, the word -> TR -> delay -> z-score steps on a tiny
+hand-checked case, and a planted signal through the whole per-fold pipeline."""
+import numpy as np
+import pytest
+
+import brainalign as ba
+from data import Dataset
+
+
+@pytest.mark.parametrize("shape", [(60, 20), (700, 600)])     # full SVD, and ARPACK for large inputs
+def test_top_components_match_sklearn_pca(shape):
+    decomposition = pytest.importorskip("sklearn.decomposition")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=shape) @ np.diag(np.linspace(3, 0.1, shape[1])) + 2.0
+    mean, comps = ba.top_components(x, 10)
+    pca = decomposition.PCA(n_components=10, svd_solver="full").fit(x)
+    np.testing.assert_allclose(mean, pca.mean_, atol=1e-10)
+    # components are defined up to sign
+    np.testing.assert_allclose(np.abs(np.sum(comps * pca.components_, axis=1)), 1.0, atol=1e-8)
+
+
+def tiny_series(word_tr, sample_tr, n_tr, responses=None, first_word=0):
+    n = len(sample_tr)
+    return Dataset("tiny", [f"w{i}" for i in range(len(word_tr))], ["g"] * len(word_tr),
+                   np.zeros((n, 2), np.float32) if responses is None else responses,
+                   np.array(["s1", "s1"]), 0.1, "kfold", n_folds=2, gap=0,
+                   word_tr=np.asarray(word_tr), sample_tr=np.asarray(sample_tr), n_tr=n_tr,
+                   first_word=first_word)
+
+
+def test_tr_features_by_hand():
+    # 12 TRs; words shown in TRs 0,0,1,2,2,3...; with 1 component and delays (1,),
+    # feature of TR t = mean PC score of the words of TR t-1; then z-scored within each run
+    word_tr = np.array([0, 0, 1, 2, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+    feats = np.arange(13.0)[:, None] * np.array([[1.0, 2.0]])       # rank 1: PC1 is along (1, 2)
+    ds = tiny_series(word_tr, sample_tr=np.r_[1:6, 7:12], n_tr=12)
+    x = ba.tr_features(feats, ds, np.arange(10), n_components=1, delays=(1,))
+    score = (np.arange(13.0) - 6.0) * np.sqrt(5)                     # projection on the unit PC
+    per_tr = np.array([score[word_tr == t].mean() if (word_tr == t).any() else 0.0 for t in range(12)])
+    delayed = np.r_[0.0, per_tr[:-1]]
+    expect = np.r_[ba.zscore(delayed[1:6]), ba.zscore(delayed[7:12])]
+    np.testing.assert_allclose(np.abs(x[:, 0]), np.abs(expect), atol=1e-10)
+    assert np.allclose(x[:, 0], expect) or np.allclose(x[:, 0], -expect)
+
+
+def test_first_words_and_trimmed_trs_fit_no_pca():
+    word_tr = np.repeat(np.arange(30), 2)
+    feats = np.random.default_rng(0).normal(size=(60, 4))
+    ds = tiny_series(word_tr, np.arange(2, 28), 30, first_word=6)
+    big = feats.copy()
+    big[:6] = 1e6                                    # words before first_word must not matter
+    big[-4:] = 1e6                                   # words of TRs 28, 29 (trimmed) neither for PCA
+    train = np.arange(13)
+    a = ba.tr_features(feats, ds, train, n_components=2, delays=(1,))
+    b = ba.tr_features(big, ds, train, n_components=2, delays=(1,))
+    np.testing.assert_allclose(np.abs(a[:, :]), np.abs(b[:, :]), atol=1e-8)
+
+
+def test_planted_signal_through_the_time_series_pipeline():
+    rng = np.random.default_rng(1)
+    n_words, n_tr = 1200, 320
+    word_tr = np.arange(n_words) // 4 + 10
+    feats = rng.normal(size=(n_words, 40)) @ np.diag(np.linspace(4, 0.2, 40))
+    sample_tr = np.r_[20:150, 170:300]
+    per_tr = np.zeros((n_tr, 40))
+    np.add.at(per_tr, word_tr, feats / 4)
+    drive = np.roll(per_tr[:, :3], 2, axis=0)[sample_tr]            # 2-TR delay, leading PCs
+    y = drive @ rng.normal(size=(3, 30)) + 0.5 * rng.normal(size=(len(sample_tr), 30))
+    ds = tiny_series(word_tr, sample_tr, n_tr, responses=ba.zscore(y).astype(np.float32))
+    ds = Dataset(**{**ds.__dict__, "subjects": np.repeat(["s1", "s2"], 15), "n_folds": 4, "gap": 5})
+    splits = ba.kfold_splits(len(sample_tr), 4, gap=5)
+    good = ba.summarize(ba.cross_validate_time_series(feats, ds, splits), ds.subjects).score
+    noise = rng.normal(size=feats.shape)
+    bad = ba.summarize(ba.cross_validate_time_series(noise, ds, splits), ds.subjects).score
+    assert good > 0.6 and abs(bad) < 0.15
