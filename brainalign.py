@@ -569,11 +569,14 @@ def plot(out_dir, all_tables):
 def demo_corpus(seed=0):
     """Synthetic sentences, grouped as Pereira-like passages, Blank-like stories and a word stream."""
     rng = np.random.default_rng(seed)
-    nouns = "dog cat bird child farmer teacher river house garden letter boat song".split()
-    verbs = "sees finds follows paints carries hears builds remembers".split()
+    nouns = ("dog cat bird child farmer teacher river house garden letter boat song horse window "
+             "doctor baker sailor forest bridge candle mountain village lamp basket painter singer "
+             "island castle wagon kettle mirror ladder violin pocket lantern meadow harbor tower "
+             "blanket pebble").split()
+    verbs = "sees finds follows paints carries hears builds remembers watches opens".split()
     adjs = "small old bright quiet green tired happy strange".split()
-    return [f"The {rng.choice(adjs)} {rng.choice(nouns)} {rng.choice(verbs)} the {rng.choice(nouns)}."
-            for _ in range(400)]
+    return [f"The {rng.choice(adjs)} {rng.choice(nouns)} {rng.choice(verbs)} the {rng.choice(nouns)}"
+            for _ in range(400)]         # no final period: last tokens (what is read) must vary
 
 
 def demo_datasets(tuned_acts, sentences, seed=0):
@@ -593,7 +596,7 @@ def demo_datasets(tuned_acts, sentences, seed=0):
     y, subj = planted(tuned_acts(texts, groups, 0)[:, 1], 3, 20)
     pereira = data.Dataset("Pereira2018", texts, groups, y, subj, 0.359, "shuffle")
     texts = sentences[96:216]
-    groups = [f"story{i // 30}" for i in range(120)]
+    groups = [f"story{i // 10}" for i in range(120)]
     y, subj = planted(tuned_acts(texts, groups, 0)[:, 1], 2, 12)
     blank = data.Dataset("Blank2014", texts, groups, y, subj, 0.210, "shuffle")
     words = " ".join(sentences[216:316]).split()[:480]                 # 2 words per TR, 2 runs

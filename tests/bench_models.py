@@ -1,0 +1,99 @@
+"""Benchmark: one forward pass per context group vs one per prefix (Brain-Score's way), same activations.
+
+Times models.extract over the real Pereira2018 384 sentences (96 passages x 4 sentences) and the
+Blank2014 stories (8 stories, 1,317 TR fragments) with a small random-weight GPT-2-style model
+(4 blocks, width 256, 2048 positions) whose word-level tokenizer covers the texts. Prints seconds,
+tokens per second (tokens the forward passes process, padding excluded), the speed-up and the max
+abs difference between the two ways. Each timing includes loading the model and tokenizing, as a
+user sees it. About 2 minutes on 2 CPU cores, most of it the per-prefix way on Blank2014 (--stories N
+times only the first N stories). Needs ../shared/data/stimuli. Not a test (no test_ prefix).
+Leaves out: real weights and GPUs; the ratio is what matters, and it grows with the group length.
+Run: python tests/bench_models.py [--stories 8]
+"""
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from transformers import AutoTokenizer
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import models  # noqa: E402
+
+STIMULI = ROOT.parent / "shared" / "data" / "stimuli"
+
+
+def pereira():
+    sentences = (STIMULI / "pereira2018_384sentences.txt").read_text().splitlines()
+    return sentences, [f"passage{i // 4}" for i in range(len(sentences))]
+
+
+def blank(n_stories=8):
+    stories = json.loads((STIMULI / "blank2014_tr_fragments.json").read_text())
+    names = list(stories)[:n_stories]
+    return [t for s in names for t in stories[s]], [s for s in names for _ in stories[s]]
+
+
+def n_tokens(model_dir, texts, groups, one_pass):
+    """Tokens the forward passes process (sum of sequence lengths, padding excluded)."""
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok.truncation_side = "left"
+    contexts, chains = models._contexts(texts, groups, 0)
+    return sum(len(ids) for ids, _ in models._plan(tok, "causal", contexts, chains, 2048, one_pass))
+
+
+def timed(model_dir, texts, groups, repeat=1, **kw):
+    """-> (activations, best wall-clock seconds over `repeat` runs)."""
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        acts = models.extract(model_dir, texts, groups, progress=False, **kw)
+        best = min(best, time.perf_counter() - t)
+    return acts, best
+
+
+def line(label, seconds, tokens):
+    print(f"  {label:<28} {seconds:8.2f} s {tokens:>10,} tokens {tokens / seconds:>8,.0f} tok/s")
+
+
+def compare(model_dir, name, texts, groups, batch_size, repeat, batch1=False):
+    print(f"\n{name}: {len(texts)} stimuli in {len(set(groups))} groups")
+    one, t_one = timed(model_dir, texts, groups, repeat, batch_size=batch_size)
+    per, t_per = timed(model_dir, texts, groups, repeat, batch_size=batch_size, one_pass=False)
+    tok_one, tok_per = n_tokens(model_dir, texts, groups, True), n_tokens(model_dir, texts, groups, False)
+    line(f"one pass per group (batch {batch_size})", t_one, tok_one)
+    line(f"one pass per prefix (batch {batch_size})", t_per, tok_per)
+    print(f"  speed-up {t_per / t_one:.1f}x (tokens {tok_per / tok_one:.1f}x)   max |diff| "
+          f"{np.abs(one - per).max():.1e} (max |activation| {np.abs(one).max():.0f})")
+    if batch1:  # Brain-Score itself runs one prefix at a time
+        per1, t_per1 = timed(model_dir, texts, groups, repeat, batch_size=1, one_pass=False)
+        line("one pass per prefix (batch 1)", t_per1, tok_per)
+        print(f"  speed-up {t_per1 / t_one:.1f}x   max |diff| {np.abs(one - per1).max():.1e} (float noise: "
+              f"per prefix batch 1 vs {batch_size} differ by {np.abs(per - per1).max():.1e})")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--stories", type=int, default=8, help="Blank2014 stories to time (first N of 8)")
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--width", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=8)
+    args = p.parse_args()
+    if not STIMULI.exists():
+        sys.exit(f"needs the stimulus texts in {STIMULI}")
+    (p_texts, p_groups), (b_texts, b_groups) = pereira(), blank(args.stories)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = str(models.make_tiny_model("gpt2", tmp, p_texts + b_texts, n_layers=args.layers,
+                                               width=args.width, max_positions=2048))
+        print(f"random GPT-2-style model: {args.layers} blocks, width {args.width}, 2048 positions")
+        timed(model_dir, p_texts[:8], p_groups[:8])  # warm-up
+        compare(model_dir, "Pereira2018.384sentences (best of 3)", p_texts, p_groups, args.batch_size, 3, True)
+        compare(model_dir, f"Blank2014 ({args.stories} stories)", b_texts, b_groups, args.batch_size, 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""The command line end to end: --demo in a subprocess (tables, files, the planted signal), a run
+killed after its first (model, dataset) resuming without recomputing it, and --report rendering a
+cache written by another process without loading any model."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+
+def cli(*args, **kw):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "brainalign.py"), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300, **kw)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("demo")
+    proc = cli("--demo", "--cache-dir", str(tmp / "cache"), "--out", str(tmp / "out"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp, proc.stdout
+
+
+def test_demo_prints_and_writes_every_table(demo_run):
+    tmp, out = demo_run
+    assert "SYNTHETIC DEMO" in out
+    for title in ("Brain alignment per model", "Instruction tuning", "Correlation", "Noise ceilings"):
+        assert title in out
+    files = {p.name for p in (tmp / "out").iterdir()}
+    assert {"tables.md", "config.json", "table1.csv", "table1.json", "table2.csv"} <= files
+    config = json.loads((tmp / "out" / "config.json").read_text())
+    assert config["split_seed"] == 1 and config["versions"]["numpy"]
+
+
+def test_demo_recovers_the_planted_signal(demo_run):
+    tmp, _ = demo_run
+    rows = {r["model"]: r for r in json.loads((tmp / "out" / "table1.json").read_text())["rows"]}
+    for d in ("Pereira2018", "Blank2014", "Wehbe2014", "Average"):
+        assert rows["demo-tuned"][d] > rows["demo-vanilla"][d], d
+    assert rows["demo-tuned"]["Average"] > 0.3
+
+
+def test_report_renders_a_cache_written_by_another_process(demo_run, tmp_path):
+    tmp, _ = demo_run
+    proc = cli("--report", "--cache-dir", str(tmp / "cache" / "demo"), "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| demo-tuned | demo-vanilla |" in proc.stdout          # the pair, from the records
+    assert "Loading" not in proc.stderr                              # no model was loaded
+    assert (tmp_path / "table2.csv").exists()
+
+
+def test_a_killed_run_resumes_without_recomputing(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    args = [sys.executable, str(ROOT / "brainalign.py"), "--demo", "--cache-dir", str(tmp_path),
+            "--out", str(tmp_path / "out")]
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    first = proc.stdout.readline()                 # the first finished (model, dataset)
+    proc.kill()
+    proc.wait()
+    assert first.startswith("demo-vanilla | Pereira2018")
+    leftovers = [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+    assert not leftovers
+    rerun = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    lines = [ln for ln in rerun.stdout.splitlines() if " | " in ln and "[cached]" in ln]
+    assert lines[0] == first.strip() + " [cached]" and len(lines) < 6   # the rest recomputed
+
+
+def test_unknown_dataset_lists_the_choices():
+    proc = cli("--datasets", "Nope2020")
+    assert proc.returncode == 2 and "Pereira2018" in proc.stderr and "Wehbe2014" in proc.stderr

