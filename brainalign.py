@@ -12,6 +12,7 @@ It leaves out everything else: no xarray, no sklearn, no plotting unless matplot
 """
 import json
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,38 +47,29 @@ def kfold_splits(n, n_folds=4, gap=0, groups=None):
     drops the first `gap` training samples after it, one at the end the last `gap` before it, and a
     block in the middle gives up `gap` samples at each of its own ends."""
     if groups is None:
-        size = n // n_folds
-        if size < 1:
+        if n // n_folds < 1:
             raise ValueError(f"too few samples for {n_folds} folds: n={n}")
-        bounds = [(k * size, (k + 1) * size if k < n_folds - 1 else n) for k in range(n_folds)]
+        edges = [k * (n // n_folds) for k in range(n_folds)] + [n]
+        blocks = [np.arange(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
     else:
         groups = np.asarray(groups)
         if groups.shape != (n,):
             raise ValueError(f"groups has shape {groups.shape}, expected ({n},)")
-        labels = list(dict.fromkeys(groups.tolist()))    # in order of first appearance
-        if len(labels) < 2:
+        blocks = [np.flatnonzero(groups == g) for g in dict.fromkeys(groups.tolist())]
+        if len(blocks) < 2:
             raise ValueError("group k-fold needs at least 2 distinct group labels")
-        bounds = []
-        for label in labels:
-            idx = np.flatnonzero(groups == label)
-            if gap and idx[-1] - idx[0] + 1 != len(idx):
-                raise ValueError(f"group {label!r} is not one contiguous block; gap>0 needs blocks")
-            bounds.append((idx[0], idx[-1] + 1) if gap else idx)
     splits = []
-    everything = np.arange(n)
-    for b in bounds:
-        if isinstance(b, np.ndarray):                    # non-contiguous group, no gap
-            test = b
-            train = np.setdiff1d(everything, test)
-        else:
-            lo, hi = b
-            if lo == 0:
-                test, train = everything[lo:hi], everything[hi + gap:]
-            elif hi == n:
-                test, train = everything[lo:hi], everything[:max(lo - gap, 0)]
-            else:
-                test = everything[lo + gap:hi - gap]
-                train = np.concatenate([everything[:lo], everything[hi:]])
+    for test in blocks:
+        train = np.setdiff1d(np.arange(n), test)
+        if gap and test[-1] - test[0] + 1 != len(test):
+            raise ValueError(f"a group is not one contiguous block (it starts at sample {test[0]}); "
+                             "gap > 0 needs contiguous groups")
+        if gap and test[0] == 0:
+            train = train[gap:]
+        elif gap and test[-1] == n - 1:
+            train = train[:-gap]
+        elif gap:
+            test = test[gap:-gap]
         splits.append((train, test))
     return _checked(splits, n)
 
@@ -241,6 +233,8 @@ def best_of(results):
 
 def normalize(value, ceiling):
     """Ceiling-normalised score: value / ceiling, clipped to [0, 1]."""
+    if np.isnan(ceiling):
+        return float("nan")                  # no published ceiling (Fedorenko2016): no normalised score
     if not ceiling > 0:
         raise ValueError(f"ceiling must be positive, got {ceiling}")
     return float(np.clip(value / ceiling, 0.0, 1.0))
@@ -302,18 +296,17 @@ def cross_validate_time_series(word_features, ds, splits, cond=1e-6):
 
 
 # -----------------------------------------------------------------------------
-# one (model, dataset): activations (cached by models.py) -> every layer scored -> best layer,
-# the record cached as JSON so an interrupted run resumes and --report needs no model
+# one (model, dataset): activations (cached by models.py) -> every layer scored -> best layer;
+# the record is cached as JSON, so an interrupted run resumes and --report needs no model
 
 
 def splits_for(ds, cv="dataset"):
-    """The dataset's own cross-validation ("dataset"), Brain-Score's "shuffle", or contiguous "kfold"."""
-    n = ds.responses.shape[0]
+    """The dataset's own cross-validation ("dataset"), Brain-Score's "shuffle", or 10 "kfold"."""
     kind = ds.cv if cv == "dataset" else cv
+    n = ds.responses.shape[0]
     if kind == "shuffle":
         return shuffle_splits(n)
-    own = ds.cv == "kfold"
-    return kfold_splits(n, ds.n_folds if own else 10, ds.gap if own else 0)
+    return kfold_splits(n, ds.n_folds, ds.gap) if ds.cv == "kfold" else kfold_splits(n, 10)
 
 
 def score_part(acts, ds, cv="dataset", cond=1e-6, progress=True):
@@ -322,22 +315,18 @@ def score_part(acts, ds, cv="dataset", cond=1e-6, progress=True):
     if ds.word_tr is None:
         return score_layers(acts, ds.responses, splits, ds.subjects, cond, progress)
     # time series: the mean r over voxels, as Toneva & Wehbe's and Aw & Toneva's scripts report it
-    # (the paper does not say; Brain-Score's median would be the other choice)
+    # (the paper does not say; Brain-Score's median is the other choice)
     return best_of([summarize(cross_validate_time_series(acts[:, i], ds, splits, cond), ds.subjects,
                               np.mean) for i in _bar(range(acts.shape[1]), progress, "layers")])
 
 
-def record_path(cache_dir, model, dataset, cv, cond):
-    safe = model.strip("/").replace("/", "--")
-    return Path(cache_dir) / "scores" / safe / f"{dataset}.cv-{cv}.cutoff-{cond:g}.json"
-
-
 def run_one(model, dataset, parts, args, info=None, source=None):
-    """Score model on the parts of one dataset (Pereira2018: its two experiments, averaged, each with
-    its own best layer as Brain-Score scores them separately) -> a JSON-able record, cached.
-    info: the model's ModelInfo (its base and size go into the record, so --report can pair models
-    that are not in the registry); source: what models.extract loads, when not the model's name."""
-    path = record_path(args.cache_dir, model, dataset, args.cv, args.cutoff)
+    """Score a model on the parts of one dataset -> a JSON-able record, cached. Pereira2018's two
+    experiments are separate Brain-Score benchmarks: each keeps its own best layer, then they are
+    averaged. info: the model's ModelInfo (base and size go into the record, so --report can pair
+    models outside the registry); source: what models.extract loads, when not the model's name."""
+    safe = model.strip("/").replace("/", "--")
+    path = Path(args.cache_dir, "scores", safe, f"{dataset}.cv-{args.cv}.cutoff-{args.cutoff:g}.json")
     if path.exists():
         return json.loads(path.read_text()) | {"cached": True}
     import models
@@ -352,19 +341,19 @@ def run_one(model, dataset, parts, args, info=None, source=None):
                                  "layers": ls.scores.tolist(), "per_subject": ls.best.per_subject,
                                  "mad": ls.best.mad, "ceiling": ds.ceiling,
                                  "n_targets": int(ds.responses.shape[1])}
-    parts_ = rec["parts"].values()
-    rec["score"] = float(np.mean([p["score"] for p in parts_]))
-    rec["ceiling"] = float(np.mean([p["ceiling"] for p in parts_]))
-    rec["best_layer"] = "/".join(str(p["best_layer"]) for p in parts_)
-    rec["mad"] = float(np.mean([p["mad"] for p in parts_]))
+    done = rec["parts"].values()
+    for key in ("score", "ceiling", "mad"):
+        rec[key] = float(np.mean([p[key] for p in done]))
+    rec["best_layer"] = "/".join(str(p["best_layer"]) for p in done)
     write_atomic(path, json.dumps(rec, indent=1))
     return rec
 
 
 def write_atomic(path, text):
+    """Write text to path through a temporary file and a rename: never a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
 
@@ -454,6 +443,59 @@ def correlations(scores, info, tuned):
     return rows
 
 
+def collect(records, normalize_scores=False):
+    """Score records -> ({model: {dataset: score, "Average": mean over the paper's datasets run}},
+    {model: {dataset: best layer}}, {dataset: ceiling})."""
+    scores, layers, ceilings = {}, {}, {}
+    for rec in records:
+        value = normalize(rec["score"], rec["ceiling"]) if normalize_scores else rec["score"]
+        scores.setdefault(rec["model"], {})[rec["dataset"]] = value
+        layers.setdefault(rec["model"], {})[rec["dataset"]] = rec["best_layer"]
+        ceilings[rec["dataset"]] = rec["ceiling"]
+    averaged = [d for d in PAPER_DATASETS if d in ceilings] or sorted(ceilings)
+    for m in scores:
+        if all(d in scores[m] for d in averaged):
+            scores[m]["Average"] = float(np.mean([scores[m][d] for d in averaged]))
+    return scores, layers, ceilings
+
+
+def tables(scores, layers, ceilings, info, normalized=False):
+    """The four tables -> {title: rows (list of dicts)}. info: {model: ModelInfo}."""
+    columns = [d for d in PAPER_DATASETS if d in ceilings] + sorted(set(ceilings) - set(PAPER_DATASETS))
+    size = lambda m: info[m].params if m in info and np.isfinite(info[m].params) else 0.0
+    alignment = []
+    for m in sorted(scores, key=lambda m: (size(m), m)):
+        paper = dict(zip(PAPER_DATASETS + ("Average",), info[m].paper or ())) if m in info else {}
+        row = {"model": m}
+        for d in columns + ["Average"]:
+            row[d] = scores[m].get(d)
+            if not normalized and np.isfinite(paper.get(d) or np.nan) and d in scores[m]:
+                row[f"{d} paper"], row[f"{d} diff"] = paper[d], scores[m][d] - paper[d]
+        row["best layers"] = " ".join(f"{d[0]}{layers[m][d]}" for d in columns if d in layers[m])
+        alignment.append(row)
+    pairs = [(m, i.base) for m, i in info.items() if i.base and (m in scores or i.base in scores)]
+    cmp = compare_pairs(scores, pairs, tuple(columns) + ("Average",))
+    pct = lambda v: f"{v:+.1f}%" if isinstance(v, float) else v
+    comparison = [{k: pct(v) for k, v in r.items()} for r in cmp["rows"]]
+    if cmp["n_pairs"]:
+        note = (f"headline {cmp['headline']:+.2f}% (mean of the per-dataset means); "
+                f"{cmp['improved']}/{cmp['n_pairs']} improved")
+        if "wilcoxon_p" in cmp:
+            note += f"; Wilcoxon p = {cmp['wilcoxon_p']:.3g}; 95% CI of the mean " \
+                    f"[{cmp['ci95'][0]:+.1f}%, {cmp['ci95'][1]:+.1f}%]"
+        comparison.append({"tuned": f"mean of {cmp['n_pairs']} pairs", "vanilla": "",
+                           **{d: pct(v) for d, v in cmp["mean"].items()}, "note": note})
+    return {"Brain alignment per model" + (" (ceiling-normalised)" if normalized else ""): alignment,
+            "Instruction tuning: tuned vs vanilla (relative change)": comparison,
+            "Correlation of the Average score with model properties":
+                correlations(scores, info, {m for m, _ in pairs}),
+            "Noise ceilings": [{"dataset": d, "ceiling": ceilings[d],
+                                "paper (Table 6)": PAPER_CEILINGS.get(d)} for d in columns]}
+
+
+PAPER_CEILINGS = {"Pereira2018": 0.359, "Blank2014": 0.210, "Wehbe2014": 0.104}
+
+
 def markdown(rows):
     """A Markdown table from a list of dicts (the keys of all rows, in order, are the columns)."""
     cols = list(dict.fromkeys(k for r in rows for k in r))
@@ -463,168 +505,80 @@ def markdown(rows):
     return "\n".join(lines + ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows])
 
 
-def tables(records, info, normalize_scores=False):
-    """All tables from score records -> {title: rows}. info: {model: ModelInfo} (registry or demo)."""
-    scores, layers, ceilings = {}, {}, {}
-    for rec in records:
-        value = rec["score"]
-        if normalize_scores:
-            value = normalize(value, rec["ceiling"])
-        scores.setdefault(rec["model"], {})[rec["dataset"]] = value
-        layers.setdefault(rec["model"], {})[rec["dataset"]] = rec["best_layer"]
-        ceilings[rec["dataset"]] = rec["ceiling"]
-    datasets = [d for d in PAPER_DATASETS if d in ceilings] + sorted(set(ceilings) - set(PAPER_DATASETS))
-    for m in scores:     # the paper's Average: the mean over its datasets, when all were run
-        if all(d in scores[m] for d in datasets):
-            scores[m]["Average"] = float(np.mean([scores[m][d] for d in datasets]))
-    alignment = []
-    size = lambda m: info[m].params if m in info and np.isfinite(info[m].params) else 0.0
-    for m in sorted(scores, key=lambda m: (size(m), m)):
-        paper = info[m].paper if m in info and not normalize_scores else None
-        row = {"model": m}
-        for j, d in enumerate(PAPER_DATASETS + ("Average",)):
-            if d not in scores[m]:
-                continue
-            row[d] = scores[m][d]
-            if paper is not None and paper[j] is not None and np.isfinite(paper[j]):
-                row[f"{d} paper"] = paper[j]
-                row[f"{d} diff"] = scores[m][d] - paper[j]
-        row["best layers"] = " ".join(f"{d[:1]}{layers[m][d]}" for d in datasets if d in layers[m])
-        alignment.append(row)
-    pairs = [(m, i.base) for m, i in info.items() if i.base and (m in scores or i.base in scores)]
-    cmp = compare_pairs(scores, pairs, tuple(datasets) + ("Average",))
-    comparison = [{k: (f"{v:+.1f}%" if isinstance(v, float) else v) for k, v in r.items()} for r in cmp["rows"]]
-    if cmp["n_pairs"]:
-        summary = {"tuned": f"mean over {cmp['n_pairs']} pairs", "vanilla": ""}
-        summary |= {d: f"{v:+.1f}%" for d, v in cmp["mean"].items()}
-        summary["note"] = (f"headline {cmp['headline']:+.2f}% (mean of per-dataset means); "
-                           f"{cmp['improved']}/{cmp['n_pairs']} improved")
-        if "wilcoxon_p" in cmp:
-            lo, hi = cmp["ci95"]
-            summary["note"] += f"; Wilcoxon p={cmp['wilcoxon_p']:.3g}; 95% CI [{lo:+.1f}%, {hi:+.1f}%]"
-        comparison.append(summary)
-    corr = correlations(scores, info, {m for m, _ in pairs})
-    ceiling_rows = [{"dataset": d, "ceiling": ceilings[d], "paper (Table 6)": PAPER_CEILINGS.get(d)}
-                    for d in datasets]
-    return {"Brain alignment per model" + (" (ceiling-normalised)" if normalize_scores else ""): alignment,
-            "Instruction tuning: tuned vs vanilla (relative change)": comparison,
-            "Correlation of the Average score with model properties": corr,
-            "Noise ceilings": ceiling_rows}
-
-
-PAPER_CEILINGS = {"Pereira2018": 0.359, "Blank2014": 0.210, "Wehbe2014": 0.104}
-
-
 def write_report(out_dir, all_tables, config, banner=""):
-    """Markdown on stdout; Markdown, CSV and JSON per table plus the run's config in out_dir."""
+    """Markdown on stdout; Markdown, CSV and JSON of every table and the run's config in out_dir."""
     import csv
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     text = [banner] if banner else []
     for i, (title, rows) in enumerate(all_tables.items(), 1):
-        text += [f"## {i}. {title}", markdown(rows) if rows else "(nothing to show: too few results)", ""]
-        stem = out / f"table{i}"
-        with open(stem.with_suffix(".csv"), "w", newline="") as f:
-            cols = list(dict.fromkeys(k for r in rows for k in r))
-            w = csv.DictWriter(f, cols)
-            w.writeheader()
-            w.writerows(rows)
-        write_atomic(stem.with_suffix(".json"), json.dumps({"title": title, "rows": rows}, indent=1))
+        text += [f"## {i}. {title}", markdown(rows) if rows else "(too few results for this table)", ""]
+        write_atomic(out / f"table{i}.json", json.dumps({"title": title, "rows": rows}, indent=1))
+        with open(out / f"table{i}.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, list(dict.fromkeys(k for r in rows for k in r)))
+            writer.writeheader()
+            writer.writerows(rows)
     write_atomic(out / "tables.md", "\n".join(text))
     write_atomic(out / "config.json", json.dumps(config, indent=1, default=str))
     print("\n".join(text))
-    return "\n".join(text)
 
 
-def plot(out_dir, all_tables):
-    """PNG figures when matplotlib is installed: tuned vs vanilla per dataset, alignment vs size."""
+def plot(out_dir, scores, info, corr):
+    """PNG figures, when matplotlib is installed: tuned vs vanilla on every dataset, and the Average
+    score against size (all models) and MMLU (tuned models), with r and FDR p in the titles."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return []
-    rows = list(all_tables.values())[0]
-    import models
-    done = []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in rows:
-        info = models.MODELS.get(r["model"])
-        if info and "Average" in r:
-            ax.scatter(np.log10(info.params), r["Average"], c="C1" if info.base else "C0")
-            ax.annotate(r["model"], (np.log10(info.params), r["Average"]), fontsize=6)
-    ax.set(xlabel="log10(parameters)", ylabel="brain alignment (Average)",
-           title="Brain alignment vs size (blue: vanilla, orange: tuned)")
+        return
+    pairs = [(t, i.base) for t, i in info.items() if i.base and t in scores and i.base in scores]
+    columns = [d for d in PAPER_DATASETS + ("Average",) if any(d in s for s in scores.values())]
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3.2), squeeze=False)
+    for ax, d in zip(axes[0], columns):
+        xy = np.array([(scores[v][d], scores[t][d]) for t, v in pairs if d in scores[t]]).reshape(-1, 2)
+        ax.scatter(*xy.T, s=14)
+        ax.axline((0, 0), slope=1, color="k", ls=":", lw=0.8)
+        ax.set(title=d, xlabel="vanilla", ylabel="instruction-tuned")
     fig.tight_layout()
-    fig.savefig(Path(out_dir) / "alignment_vs_size.png", dpi=120)
-    done.append("alignment_vs_size.png")
-    plt.close(fig)
-    return done
+    fig.savefig(Path(out_dir) / "tuned_vs_vanilla.png", dpi=120)
+    rows = {r["against"]: r for r in corr}
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
+    for ax, key, x in ((axes[0], "log10(params), all", lambda i: np.log10(i.params)),
+                       (axes[1], "MMLU, tuned", lambda i: i.mmlu)):
+        pts = [(x(info[m]), s["Average"], "C1" if info[m].base else "C0") for m, s in scores.items()
+               if m in info and "Average" in s and np.isfinite(x(info[m]) or np.nan)]
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], c=[p[2] for p in pts], s=14)
+        r = rows.get(key)
+        ax.set(xlabel=key.split(",")[0], ylabel="brain alignment (Average)",
+               title=f"r = {r['r']:.2f}, FDR p = {r['p_fdr']:.2g} (n = {r['n']})" if r else "too few models")
+    fig.tight_layout()
+    fig.savefig(Path(out_dir) / "alignment_vs_size_mmlu.png", dpi=120)
+    plt.close("all")
 
 
 # -----------------------------------------------------------------------------
-# --demo: the whole pipeline offline with tiny random-weight models and planted responses
+# --demo: the whole pipeline offline: tiny random-weight models (models.make_tiny_model) and
+# responses planted from the tuned one (data.synthetic)
 
 
-def demo_corpus(seed=0):
-    """Synthetic sentences, grouped as Pereira-like passages, Blank-like stories and a word stream."""
-    rng = np.random.default_rng(seed)
-    nouns = ("dog cat bird child farmer teacher river house garden letter boat song horse window "
-             "doctor baker sailor forest bridge candle mountain village lamp basket painter singer "
-             "island castle wagon kettle mirror ladder violin pocket lantern meadow harbor tower "
-             "blanket pebble").split()
-    verbs = "sees finds follows paints carries hears builds remembers watches opens".split()
-    adjs = "small old bright quiet green tired happy strange".split()
-    return [f"The {rng.choice(adjs)} {rng.choice(nouns)} {rng.choice(verbs)} the {rng.choice(nouns)}"
-            for _ in range(400)]         # no final period: last tokens (what is read) must vary
-
-
-def demo_datasets(tuned_acts, sentences, seed=0):
-    """Pereira-, Blank- and Wehbe-shaped datasets whose responses are a noisy linear read-out of
-    layer 1 of the tuned demo model, so the tuned model must align better than its vanilla base.
-    tuned_acts(texts, groups, window) -> (n_stimuli, n_layers, hidden)."""
+def demo(cache_dir):
+    """Three pairs of tiny random-weight GPT-2s (width 16, 32, 64), "demo-<width>" and
+    "demo-<width>-tuned"; the responses are planted from layer 1 of the three tuned ones together, so
+    each tuned model must align better than its vanilla twin -> (datasets, info)."""
     import data
-    rng = np.random.default_rng(seed)
-
-    def planted(x, n_subjects, per_subject):
-        y = zscore(x) @ rng.normal(size=(x.shape[1], n_subjects * per_subject))
-        y = zscore(y) + 1.5 * rng.normal(size=y.shape)
-        return y.astype(np.float32), np.repeat([f"subj{k}" for k in range(n_subjects)], per_subject)
-
-    texts = sentences[:96]
-    groups = [f"passage{i // 4}" for i in range(96)]
-    y, subj = planted(tuned_acts(texts, groups, 0)[:, 1], 3, 20)
-    pereira = data.Dataset("Pereira2018", texts, groups, y, subj, 0.359, "shuffle")
-    texts = sentences[96:216]
-    groups = [f"story{i // 10}" for i in range(120)]
-    y, subj = planted(tuned_acts(texts, groups, 0)[:, 1], 2, 12)
-    blank = data.Dataset("Blank2014", texts, groups, y, subj, 0.210, "shuffle")
-    words = " ".join(sentences[216:316]).split()[:480]                 # 2 words per TR, 2 runs
-    word_tr = np.arange(len(words)) // 2 + 4
-    n_tr = word_tr[-1] + 5
-    sample_tr = np.r_[8:120, 128:n_tr - 3]
-    feats = np.zeros((n_tr, 32))
-    np.add.at(feats, word_tr, tuned_acts(words, ["chapter"] * len(words), 8)[:, 1])
-    feats = np.roll(feats, 2, axis=0)                                   # a 2-TR haemodynamic delay
-    y, subj = planted(feats[sample_tr], 2, 30)
-    wehbe = data.Dataset("Wehbe2014", words, ["chapter"] * len(words), y, subj, 0.104, "kfold",
-                         n_folds=4, gap=2, context_window=8, word_tr=word_tr,
-                         sample_tr=sample_tr, n_tr=int(n_tr), first_word=4)
-    return {"Pereira2018": [pereira], "Blank2014": [blank], "Wehbe2014": [wehbe]}
-
-
-def demo(args):
-    """Two tiny random-weight GPT-2s ("demo-vanilla", "demo-tuned"), planted responses -> tables."""
     import models
-    sentences = demo_corpus()
-    root = Path(args.cache_dir)
-    paths = {name: str(models.make_tiny_model("gpt2", root / name, sentences, seed=seed))
-             for name, seed in (("demo-vanilla", 0), ("demo-tuned", 1))}
-    tuned = lambda t, g, w: models.extract(paths["demo-tuned"], t, g, context_window=w, progress=False)
-    datasets = demo_datasets(tuned, sentences)
-    info = {"demo-vanilla": models.ModelInfo("demo-vanilla", paths["demo-vanilla"], "gpt2", 1e5, 2, None),
-            "demo-tuned": models.ModelInfo("demo-tuned", paths["demo-tuned"], "gpt2", 1e5, 2, "demo-vanilla")}
-    return datasets, info
+    sentences = data.demo_sentences()
+    info = {}
+    for k, width in enumerate((16, 32, 64)):
+        params = 2 * 12 * width ** 2 + (150 + 128) * width        # blocks, token and position tables
+        for name, base in ((f"demo-{width}", None), (f"demo-{width}-tuned", f"demo-{width}")):
+            path = models.make_tiny_model("gpt2", Path(cache_dir, name), sentences, seed=len(info),
+                                          width=width)
+            info[name] = models.ModelInfo(name, str(path), "gpt2", float(params), 2, base)
+    tuned = [i.hub_id for i in info.values() if i.base]
+    layer1 = lambda t, g, w: np.concatenate([models.extract(m, t, g, context_window=w, progress=False)[:, 1]
+                                             for m in tuned], axis=1)
+    return data.synthetic(layer1, sentences), info
 
 
 # -----------------------------------------------------------------------------
@@ -642,14 +596,15 @@ def parse_args(argv=None):
     what = p.add_mutually_exclusive_group()
     what.add_argument("--all", action="store_true", help="all 25 models of the paper")
     what.add_argument("--models", nargs="+", metavar="NAME",
-                      help="registry names (see models.py; GPT-2 appendix pairs too), hub ids or "
+                      help="registry names (models.py; the GPT-2 appendix pairs too), hub ids or "
                            "local model directories")
     what.add_argument("--demo", action="store_true",
                       help="offline, under a minute: tiny random models, synthetic responses")
     what.add_argument("--report", action="store_true",
                       help="re-render every table from the score cache, loading no model")
     p.add_argument("--datasets", nargs="+", choices=list(data.DATASETS), default=list(PAPER_DATASETS))
-    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cuda, cuda:1, mps, cpu")
+    p.add_argument("--device", default="auto",
+                   help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps, or map (device_map='auto')")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--cache-dir", default=os.environ.get("BRAINALIGN_CACHE", "~/.cache/brainalign"),
@@ -663,7 +618,7 @@ def parse_args(argv=None):
                         "folds with gaps (Wehbe); kfold: 10 contiguous folds")
     p.add_argument("--cutoff", type=float, default=1e-6,
                    help="relative singular-value cutoff of the least-squares fit (sklearn >= 1.9: "
-                        "1e-6; machine epsilon reproduces older sklearn)")
+                        "1e-6; 2.2e-16, machine epsilon, is what older sklearn used)")
     args = p.parse_args(argv)
     args.cache_dir = str(Path(args.cache_dir).expanduser())
     return args
@@ -673,61 +628,53 @@ def main(argv=None):
     args = parse_args(argv)
     import data
     import models
-    banner, info = "", dict(models.MODELS)
-    if args.demo:
-        args.cache_dir = str(Path(args.cache_dir) / "demo")
-        loaded, info = demo(args)
-        names = list(info)
-        banner = "# SYNTHETIC DEMO: tiny random-weight models, planted responses. Not real results.\n"
-    elif args.report:
-        names, loaded = [], {}
-    else:
-        names = ([m for m, i in models.MODELS.items() if not i.appendix] if args.all
-                 else args.models or ["t5-small", "flan-t5-small"])
-        resolved = [models.resolve(n) for n in names]
-        info |= {i.name: i for i in resolved if i.name not in info}
-        names, loaded = [i.name for i in resolved], {}
-    records = []
-    for model in names:
-        for dataset in (loaded if args.demo else args.datasets):
-            if dataset not in loaded:
-                loaded[dataset] = data.load(dataset, args.data_dir)
-            try:
-                rec = run_one(model, dataset, loaded[dataset], args, info.get(model),
+    banner, info, loaded, names = "", dict(models.MODELS), {}, []
+    try:
+        if args.demo:
+            args.cache_dir = str(Path(args.cache_dir, "demo"))
+            loaded, info = demo(args.cache_dir)
+            names, args.datasets = list(info), list(loaded)
+            banner = "# SYNTHETIC DEMO: tiny random-weight models, planted responses. Not real results.\n"
+        elif not args.report:
+            wanted = [m for m, i in info.items() if not i.appendix] if args.all else \
+                args.models or ["t5-small", "flan-t5-small"]
+            resolved = [models.resolve(m) for m in wanted]
+            info |= {i.name: i for i in resolved if i.name not in info}
+            names = [i.name for i in resolved]
+        records = []
+        for model in names:
+            for dataset in args.datasets:
+                if dataset not in loaded:
+                    loaded[dataset] = data.load(dataset, args.data_dir)
+                rec = run_one(model, dataset, loaded[dataset], args, info[model],
                               info[model].hub_id if args.demo else None)
-            except RuntimeError as err:
-                if "out of memory" not in str(err).lower():
-                    raise
-                raise SystemExit(f"{model} on {dataset}: out of memory. Try --dtype float16 or "
-                                 "bfloat16, a smaller --batch-size, or install accelerate so large "
-                                 "models are spread over devices (device_map='auto').") from err
-            print(f"{model} | {dataset}: {rec['score']:.4f} (best layer {rec['best_layer']}, "
-                  f"ceiling {rec['ceiling']:.3f}){' [cached]' if rec.get('cached') else ''}", flush=True)
-            records.append(rec)
+                print(f"{model} | {dataset}: {rec['score']:.4f} (best layer {rec['best_layer']}, "
+                      f"ceiling {rec['ceiling']:.3f}){' [cached]' * bool(rec.get('cached'))}", flush=True)
+                records.append(rec)
+    except (ValueError, OSError, data.DownloadError) as err:
+        raise SystemExit(f"brainalign: {err}") from err
+    except RuntimeError as err:
+        if "out of memory" not in str(err).lower():
+            raise
+        raise SystemExit("brainalign: out of memory. Try --dtype float16 or bfloat16, a smaller "
+                         "--batch-size, or --device map (needs accelerate) to spread a large model "
+                         "over several GPUs.") from err
     if args.report:
-        records = [json.loads(f.read_text()) for f in
-                   sorted((Path(args.cache_dir) / "scores").glob(f"*/*.cv-{args.cv}.cutoff-{args.cutoff:g}.json"))]
-        for rec in records:     # models outside the registry: what their records say
-            if rec["model"] not in info:
-                info[rec["model"]] = models.ModelInfo(rec["model"], rec["model"], "", rec.get(
-                    "params") or float("nan"), 0, rec.get("base"))
-    all_tables = tables(records, info, args.normalize)
+        pattern = f"*/*.cv-{args.cv}.cutoff-{args.cutoff:g}.json"
+        records = [json.loads(f.read_text()) for f in sorted(Path(args.cache_dir, "scores").glob(pattern))]
+        for rec in records:      # models outside the registry: what their records say
+            info.setdefault(rec["model"], models.ModelInfo(
+                rec["model"], rec["model"], "", rec.get("params") or float("nan"), 0, rec.get("base")))
+    scores, layers, ceilings = collect(records, args.normalize)
+    all_tables = tables(scores, layers, ceilings, info, args.normalize)
     config = {"args": vars(args), "models": names, "split_seed": 1, "bootstrap_seed": 0,
-              "versions": versions()}
+              "versions": {m: getattr(sys.modules.get(m), "__version__", None)
+                           for m in ("numpy", "scipy", "torch", "transformers", "h5py")}
+              | {"python": sys.version.split()[0]}}
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     write_report(args.out, all_tables, config, banner)
-    plot(args.out, all_tables)
+    plot(args.out, scores, info, list(all_tables.values())[2])
     return all_tables
-
-
-def versions():
-    import platform
-    out = {"python": platform.python_version()}
-    for mod in ("numpy", "scipy", "torch", "transformers", "h5py"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except ImportError:
-            out[mod] = None
-    return out
 
 
 def _bar(it, progress, desc):

@@ -489,6 +489,53 @@ def load_files(name: str, paths: list[str | Path]) -> list[Dataset]:
     return _LOADERS[name](paths)
 
 
+# --------------------------------------------------------------------------- synthetic (demo)
+
+def demo_sentences(seed: int = 0) -> list[str]:
+    """400 synthetic sentences for Pereira-like passages, Blank-like stories and a word stream."""
+    rng = np.random.default_rng(seed)
+    nouns = ("dog cat bird child farmer teacher river house garden letter boat song horse window "
+             "doctor baker sailor forest bridge candle mountain village lamp basket painter singer "
+             "island castle wagon kettle mirror ladder violin pocket lantern meadow harbor tower "
+             "blanket pebble").split()
+    verbs = "sees finds follows paints carries hears builds remembers watches opens".split()
+    adjs = "small old bright quiet green tired happy strange".split()
+    return [f"The {rng.choice(adjs)} {rng.choice(nouns)} {rng.choice(verbs)} the {rng.choice(nouns)}"
+            for _ in range(400)]         # no final period: the last token (what is read) must vary
+
+
+def synthetic(readout, sentences: list[str], seed: int = 0, noise: float = 1.0) -> dict[str, list[Dataset]]:
+    """Pereira-, Blank- and Wehbe-shaped datasets (same fields, splits and context rules as the real
+    ones, far smaller) whose responses are a noisy linear map of readout(texts, groups, window) ->
+    (n_stimuli, n_features): what brainalign's offline demo plants its signal with."""
+    rng = np.random.default_rng(seed)
+
+    def planted(x, n_subjects, per_subject):
+        x = (x - x.mean(0)) / (x.std(0) + 1e-12)
+        y = x @ rng.normal(size=(x.shape[1], n_subjects * per_subject))
+        y = (y - y.mean(0)) / (y.std(0) + 1e-12) + noise * rng.normal(size=y.shape)
+        return y.astype(np.float32), np.repeat([f"subj{k}" for k in range(n_subjects)], per_subject)
+
+    out = {}
+    for name, texts, size, ceiling, n_subj in (("Pereira2018", sentences[:96], 4, 0.359, 3),
+                                               ("Blank2014", sentences[96:216], 10, 0.210, 2)):
+        groups = [f"{name}.{i // size}" for i in range(len(texts))]
+        y, subj = planted(readout(texts, groups, 0), n_subj, 20)
+        out[name] = [Dataset(name, texts, groups, y, subj, ceiling, "shuffle")]
+    words = " ".join(sentences[216:316]).split()[:480]        # 2 words per TR, 2 runs of TRs
+    word_tr = np.arange(len(words)) // 2 + 4
+    n_tr = int(word_tr[-1]) + 5
+    sample_tr = np.r_[8:120, 128:n_tr - 3]
+    feats = readout(words, ["chapter"] * len(words), 8)
+    per_tr = np.zeros((n_tr, feats.shape[1]))
+    np.add.at(per_tr, word_tr, feats)
+    y, subj = planted(np.roll(per_tr, 2, axis=0)[sample_tr], 2, 30)     # a 2-TR response delay
+    out["Wehbe2014"] = [Dataset("Wehbe2014", words, ["chapter"] * len(words), y, subj, 0.104, "kfold",
+                                n_folds=4, gap=2, context_window=8, word_tr=word_tr,
+                                sample_tr=sample_tr, n_tr=n_tr, first_word=4)]
+    return out
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         sys.exit(f"usage: python data.py {{{','.join(DATASETS)}}} [FOLDER | FILE ...]")
