@@ -187,3 +187,14 @@ def test_bad_inputs():
         ba.score_layers(np.zeros((20, 0, 3)), y, splits)
     with pytest.raises(ValueError, match="subjects has shape"):
         ba.summarize(np.zeros((2, 3)), subjects=["a"])
+
+
+def test_predictions_equal_sklearn_linear_regression():
+    # what Brain-Score fits: sklearn LinearRegression (its cutoff differs by sklearn version; the
+    # data here are well conditioned, so every cutoff gives the same fit)
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    rng = np.random.default_rng(5)
+    for n, p in ((80, 30), (30, 90)):
+        x, y = rng.normal(size=(n, p)) + 1.0, rng.normal(size=(n, 4))
+        ref = linear_model.LinearRegression().fit(x[:-8], y[:-8]).predict(x[-8:])
+        np.testing.assert_allclose(ba.predict(x[:-8], y[:-8], x[-8:]), ref, atol=1e-8)
