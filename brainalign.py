@@ -531,28 +531,36 @@ def plot(out_dir, scores, info, corr):
         import matplotlib.pyplot as plt
     except ImportError:
         return
+
+    def dots(ax, points):                                      # [(name, x, y, colour)]
+        for name, x, y, colour in points:
+            ax.scatter(x, y, s=14, c=colour)
+            ax.annotate(name, (x, y), fontsize=5)
+
     pairs = [(t, i.base) for t, i in info.items() if i.base and t in scores and i.base in scores]
-    columns = [d for d in PAPER_DATASETS + ("Average",) if any(d in s for s in scores.values())]
-    fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3.2), squeeze=False)
-    for ax, d in zip(axes[0], columns):
-        xy = np.array([(scores[v][d], scores[t][d]) for t, v in pairs if d in scores[t]]).reshape(-1, 2)
-        ax.scatter(*xy.T, s=14)
-        ax.axline((0, 0), slope=1, color="k", ls=":", lw=0.8)
-        ax.set(title=d, xlabel="vanilla", ylabel="instruction-tuned")
-    fig.tight_layout()
-    fig.savefig(Path(out_dir) / "tuned_vs_vanilla.png", dpi=120)
+    columns = [d for d in PAPER_DATASETS + ("Average",) if any(d in scores[t] for t, _ in pairs)]
+    if columns:
+        fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3.2), squeeze=False)
+        for ax, d in zip(axes[0], columns):
+            points = [(t, scores[v][d], scores[t][d], "C1") for t, v in pairs if d in scores[t]]
+            dots(ax, points)
+            lim = (min(min(p[1:3]) for p in points) * 0.95, max(max(p[1:3]) for p in points) * 1.05)
+            ax.plot(lim, lim, "k:", lw=0.8)                    # above the line: tuning helped
+            ax.set(title=d, xlabel="vanilla", ylabel="instruction-tuned", xlim=lim, ylim=lim)
+        fig.tight_layout()
+        fig.savefig(Path(out_dir) / "tuned_vs_vanilla.png", dpi=150)
     rows = {r["against"]: r for r in corr}
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
     for ax, key, x in ((axes[0], "log10(params), all", lambda i: np.log10(i.params)),
                        (axes[1], "MMLU, tuned", lambda i: i.mmlu)):
-        pts = [(x(info[m]), s["Average"], "C1" if info[m].base else "C0") for m, s in scores.items()
-               if m in info and "Average" in s and np.isfinite(x(info[m]) or np.nan)]
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], c=[p[2] for p in pts], s=14)
+        dots(ax, [(m, x(info[m]), s["Average"], "C1" if info[m].base else "C0")
+                  for m, s in scores.items()
+                  if m in info and "Average" in s and np.isfinite(x(info[m]) or np.nan)])
         r = rows.get(key)
         ax.set(xlabel=key.split(",")[0], ylabel="brain alignment (Average)",
                title=f"r = {r['r']:.2f}, FDR p = {r['p_fdr']:.2g} (n = {r['n']})" if r else "too few models")
     fig.tight_layout()
-    fig.savefig(Path(out_dir) / "alignment_vs_size_mmlu.png", dpi=120)
+    fig.savefig(Path(out_dir) / "alignment_vs_size_mmlu.png", dpi=150)
     plt.close("all")
 
 
