@@ -81,3 +81,25 @@ def test_a_killed_run_resumes_without_recomputing(tmp_path):
 def test_unknown_dataset_lists_the_choices():
     proc = cli("--datasets", "Nope2020")
     assert proc.returncode == 2 and "Pereira2018" in proc.stderr and "Wehbe2014" in proc.stderr
+
+
+def test_unknown_model_lists_the_registry():
+    proc = cli("--models", "not-a-model", "--datasets", "Blank2014")
+    assert proc.returncode == 1
+    assert "unknown model 'not-a-model'" in proc.stderr and "flan-t5-small" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_data_and_out_of_memory_are_actionable(monkeypatch, tmp_path):
+    import brainalign as ba
+    import data
+    args = ["--models", "gpt2", "--datasets", "Blank2014", "--cache-dir", str(tmp_path)]
+    offline = data.DownloadError("could not download assy_Blank2014_fROI.nc; put it in FOLDER")
+    monkeypatch.setattr(data, "load", lambda *a, **k: (_ for _ in ()).throw(offline))
+    with pytest.raises(SystemExit, match="put it in FOLDER"):
+        ba.main(args)
+    monkeypatch.setattr(data, "load", lambda *a, **k: [])
+    oom = RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    monkeypatch.setattr(ba, "run_one", lambda *a, **k: (_ for _ in ()).throw(oom))
+    with pytest.raises(SystemExit, match="--dtype float16 or bfloat16, a smaller --batch-size"):
+        ba.main(args)

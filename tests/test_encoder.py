@@ -20,8 +20,12 @@ def test_shuffle_splits_match_sklearn_semantics_by_hand():
         perm = rng.permutation(20)
         assert test.tolist() == perm[:2].tolist()
         assert train.tolist() == perm[2:20].tolist()
-    # pinned values: the first permutation of 10 under seed 1
+    # pinned values: the first permutation of 10 under seed 1, and the first two splits of n=20
+    # (n_train = floor(0.9 * 20) = 18: test = the permutation's head, train = the other 18)
     assert perms[0].tolist() == [2, 9, 6, 4, 0, 3, 1, 7, 8, 5]
+    (train0, test0), (train1, test1) = ba.shuffle_splits(20, n_splits=2)
+    assert test0.tolist() == [3, 16] and test1.tolist() == [15, 8]
+    assert train0.tolist() == [6, 10, 2, 14, 4, 17, 7, 1, 13, 0, 19, 18, 9, 15, 8, 12, 11, 5]
     first_train, first_test = ba.shuffle_splits(30, n_splits=1)[0]
     assert len(first_test) == 3 and len(first_train) == 27     # floor(0.9*30)=27
 
