@@ -130,8 +130,16 @@ def hat_matrix(x_train, x_test, cond=1e-6):
 
 def predict(x_train, y_train, x_test, cond=1e-6):
     """Least-squares predictions (n_test, n_targets) for x_test after fitting on (x_train, y_train)."""
-    h = hat_matrix(x_train, x_test, cond)
     y_mean = y_train.mean(axis=0)
+    if x_train.shape[1] < x_test.shape[0]:
+        # few features (Wehbe2014: 40, for 240,000 voxels): the weights cost p per voxel and target,
+        # H costs n_test; the SVD of the thin centred design gives lstsq's minimum-norm weights
+        mean = x_train.mean(axis=0)
+        u, s, vt = np.linalg.svd(x_train - mean, full_matrices=False)
+        k = s > cond * s[0]
+        uy = u[:, k].T @ y_train - np.outer(u[:, k].sum(axis=0), y_mean)     # U^T (Y - 1 ybar)
+        return (x_test - mean) @ (vt[k].T @ (uy / s[k][:, None])) + y_mean
+    h = hat_matrix(x_train, x_test, cond)
     # H @ (Y - 1 ybar) + 1 ybar  ==  H @ Y + (1 - H 1) ybar: no centred copy of Y needed
     return h @ y_train + np.outer(1.0 - h.sum(axis=1), y_mean)
 
@@ -140,6 +148,8 @@ def pearson(a, b):
     """Pearson r between matching columns of a and b, both (n, n_targets) -> (n_targets,).
     A column with zero variance on either side has no defined r: it scores 0 (and warns), so it can
     neither poison a median with NaN nor inflate it."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
     a = a - a.mean(axis=0)
     b = b - b.mean(axis=0)
     den = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
@@ -287,7 +297,7 @@ def cross_validate_time_series(word_features, ds, splits, cond=1e-6):
     tr_features, train and test features z-scored separately (as the pipeline does), the same
     least-squares encoder as everywhere else. The paper fitted kernel ridge with an inner-CV penalty;
     with 40 features and ~900 training TRs the unpenalised fit is the natural reference."""
-    y = ds.responses.astype(np.float64)
+    y = ds.responses                        # float32: 1,211 TRs x ~240,000 voxels for Wehbe2014
     r = np.empty((len(splits), y.shape[1]))
     for i, (train, test) in enumerate(splits):
         x = tr_features(word_features, ds, train)

@@ -86,7 +86,7 @@ def lstsq_predictions(x_train, y_train, x_test, cond):
     return (x_test - mx) @ w + my
 
 
-@pytest.mark.parametrize("n,p", [(120, 20), (40, 200), (60, 60)])
+@pytest.mark.parametrize("n,p", [(120, 20), (40, 200), (60, 60), (300, 10)])   # the last: weights path
 @pytest.mark.parametrize("cond", [1e-6, 1e-12])
 def test_predictions_equal_scipy_lstsq(n, p, cond):
     rng = np.random.default_rng(0)
