@@ -452,6 +452,9 @@ def _check(texts, groups, window, batch_size, dtype) -> None:
         raise ValueError(f"unknown dtype {dtype!r}: use auto, {', '.join(_DTYPES)}")
 
 
+_LAST: dict = {}  # the most recently loaded (tokenizer, model, config); _LAST.clear() frees it
+
+
 def extract(model: str, texts: list[str], groups: list[str], *, context_window: int = 0,
             device: str = "auto", dtype: str = "auto", batch_size: int = 8,
             cache_dir: str | Path | None = None, dataset_key: str = "", revision: str | None = None,
@@ -474,7 +477,11 @@ def extract(model: str, texts: list[str], groups: list[str], *, context_window: 
     if path and (cached := _read_cache(path, key)) is not None:
         return cached
     device = _device(device)
-    tok, net, config = _load(info, revision, model_dir, device, dtype, cache_dir, progress)
+    loaded = (info.hub_id, revision, str(model_dir), device, dtype)
+    if loaded not in _LAST:  # keep one model loaded: a run scores it on every dataset before the next
+        _LAST.clear()
+        _LAST[loaded] = _load(info, revision, model_dir, device, dtype, cache_dir, progress)
+    tok, net, config = _LAST[loaded]
     kind = _kind(config)
     contexts, chains = _contexts(texts, groups, context_window)
     jobs = _plan(tok, kind, contexts, chains, _max_length(tok, config), one_pass)

@@ -185,11 +185,24 @@ def test_cache_hit_returns_the_same_arrays_without_loading(tiny, tmp_path, monke
     def no_model(*a, **k):
         raise AssertionError("the model was loaded")
     monkeypatch.setattr(models, "_load", no_model)
+    monkeypatch.setattr(models, "_LAST", {})                  # nor is one kept in memory
     assert np.array_equal(run(tiny["gpt2"], cache_dir=tmp_path, dataset_key="Toy.v1"), first)
     with pytest.raises(AssertionError, match="was loaded"):  # other texts: the cache is stale
         run(tiny["gpt2"], TEXTS[:-1], GROUPS[:-1], cache_dir=tmp_path, dataset_key="Toy.v1")
     with pytest.raises(AssertionError, match="was loaded"):  # other window
         run(tiny["gpt2"], cache_dir=tmp_path, dataset_key="Toy.v1", context_window=1)
+
+
+def test_the_last_model_stays_loaded_for_the_next_dataset(tiny, monkeypatch):
+    calls = []
+    load = models._load
+    monkeypatch.setattr(models, "_LAST", {})
+    monkeypatch.setattr(models, "_load", lambda *a, **k: calls.append(a[0].name) or load(*a, **k))
+    first = run(tiny["gpt2"])
+    assert np.array_equal(run(tiny["gpt2"], TEXTS[:3], GROUPS[:3]), first[:3])   # same model, reused
+    run(tiny["llama"])
+    run(tiny["gpt2"])                                         # only one model is kept: loaded again
+    assert len(calls) == 3 and calls[0] == calls[2] != calls[1]
 
 
 def test_stale_cache_is_recomputed_and_replaced(tiny, tmp_path):
