@@ -509,8 +509,8 @@ PAPER_CEILINGS = {"Pereira2018": 0.359, "Blank2014": 0.210, "Wehbe2014": 0.104}
 def markdown(rows):
     """A Markdown table from a list of dicts (the keys of all rows, in order, are the columns)."""
     cols = list(dict.fromkeys(k for r in rows for k in r))
-    cell = lambda v: "-" if v is None else f"{v:+.1f}" if isinstance(v, float) and abs(v) >= 1 \
-        else f"{v:.3f}" if isinstance(v, float) else str(v)
+    cell = lambda v: "-" if v is None else str(v) if not isinstance(v, float) else f"{v:+.1f}" \
+        if abs(v) >= 1 else f"{v:.3f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2g}"   # p = 1e-08
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     return "\n".join(lines + ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows])
 

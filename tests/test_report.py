@@ -80,6 +80,6 @@ def test_correlations_skip_rows_with_fewer_than_3_models():
 
 
 def test_markdown_table():
-    md = ba.markdown([{"model": "m", "score": 0.12345}, {"model": "n", "change": 6.2}])
-    assert md.splitlines() == ["| model | score | change |", "|---|---|---|",
-                               "| m | 0.123 | - |", "| n | - | +6.2 |"]
+    md = ba.markdown([{"model": "m", "score": 0.12345}, {"model": "n", "change": 6.2, "p": 1.01e-8}])
+    assert md.splitlines() == ["| model | score | change | p |", "|---|---|---|---|",
+                               "| m | 0.123 | - | - |", "| n | - | +6.2 | 1e-08 |"]
