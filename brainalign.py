@@ -587,7 +587,7 @@ def demo(cache_dir):
     import models
     sentences = data.demo_sentences()
     info = {}
-    for k, width in enumerate((16, 32, 64)):
+    for width in (16, 32, 64):
         params = 2 * 12 * width ** 2 + (150 + 128) * width        # blocks, token and position tables
         for name, base in ((f"demo-{width}", None), (f"demo-{width}-tuned", f"demo-{width}")):
             path = models.make_tiny_model("gpt2", Path(cache_dir, name), sentences, seed=len(info),
