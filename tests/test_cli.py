@@ -1,6 +1,7 @@
 """The command line end to end: --demo in a subprocess (tables, files, the planted signal), a run
 killed after its first (model, dataset) resuming without recomputing it, and --report rendering a
 cache written by another process without loading any model."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -35,6 +36,8 @@ def test_demo_prints_and_writes_every_table(demo_run):
         assert title in out
     files = {p.name for p in (tmp / "out").iterdir()}
     assert {"tables.md", "config.json", "table1.csv", "table1.json", "table2.csv"} <= files
+    if importlib.util.find_spec("matplotlib"):
+        assert {"tuned_vs_vanilla.png", "alignment_vs_size_mmlu.png"} <= files
     config = json.loads((tmp / "out" / "config.json").read_text())
     assert config["split_seed"] == 1 and config["versions"]["numpy"]
 
