@@ -679,6 +679,9 @@ def main(argv=None):
     if args.report:
         pattern = f"*/*.cv-{args.cv}.cutoff-{args.cutoff:g}.json"
         records = [json.loads(f.read_text()) for f in sorted(Path(args.cache_dir, "scores").glob(pattern))]
+        if not records:
+            print(f"no scores under {args.cache_dir}/scores for --cv {args.cv} --cutoff {args.cutoff:g}: "
+                  "run some models first, or point --cache-dir at the cache they wrote", file=sys.stderr)
         for rec in records:      # models outside the registry: what their records say
             info.setdefault(rec["model"], models.ModelInfo(
                 rec["model"], rec["model"], "", rec.get("params") or float("nan"), 0, rec.get("base")))
