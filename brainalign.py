@@ -459,7 +459,8 @@ def collect(records, normalize_scores=False):
     {model: {dataset: best layer}}, {dataset: ceiling})."""
     scores, layers, ceilings = {}, {}, {}
     for rec in records:
-        value = normalize(rec["score"], rec["ceiling"]) if normalize_scores else rec["score"]
+        value = rec["score"] if not normalize_scores else float(np.mean(   # Brain-Score: per part
+            [normalize(p["score"], p["ceiling"]) for p in rec["parts"].values()]))
         scores.setdefault(rec["model"], {})[rec["dataset"]] = value
         layers.setdefault(rec["model"], {})[rec["dataset"]] = rec["best_layer"]
         ceilings[rec["dataset"]] = rec["ceiling"]
