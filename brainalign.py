@@ -666,8 +666,9 @@ def main(argv=None):
                     loaded[dataset] = data.load(dataset, args.data_dir)
                 rec = run_one(model, dataset, loaded[dataset], args, info[model],
                               info[model].hub_id if args.demo else None)
-                print(f"{model} | {dataset}: {rec['score']:.4f} (best layer {rec['best_layer']}, "
-                      f"ceiling {rec['ceiling']:.3f}){' [cached]' * bool(rec.get('cached'))}", flush=True)
+                print(f"{model} | {dataset}: {rec['score']:.4f} (MAD over subjects {rec['mad']:.4f}, "
+                      f"best layer {rec['best_layer']}, ceiling {rec['ceiling']:.3f})"
+                      f"{' [cached]' * bool(rec.get('cached'))}", flush=True)
                 records.append(rec)
     except (ValueError, OSError, data.DownloadError) as err:
         raise SystemExit(f"brainalign: {err}") from err
