@@ -341,7 +341,8 @@ def run_one(model, dataset, parts, args, info=None, source=None):
         return json.loads(path.read_text()) | {"cached": True}
     import models
     rec = {"model": model, "dataset": dataset, "cv": args.cv, "cutoff": args.cutoff, "parts": {},
-           "base": getattr(info, "base", None), "params": getattr(info, "params", None)}
+           "base": getattr(info, "base", None), "params": getattr(info, "params", None),
+           "layer_names": models.layer_names(source or model, args.model_dir)}   # what the indices are
     for ds in parts:
         acts = models.extract(source or model, ds.texts, ds.groups, context_window=ds.context_window,
                               device=args.device, dtype=args.dtype, batch_size=args.batch_size,

@@ -49,6 +49,7 @@ def test_main_scores_real_format_files_with_a_local_model(tmp_path, monkeypatch,
     assert set(pereira_rec["parts"]) == {"Pereira2018.243sentences", "Pereira2018.384sentences"}
     assert pereira_rec["score"] == pytest.approx(np.mean([p["score"] for p in pereira_rec["parts"].values()]))
     assert len(wehbe_rec["parts"]["Wehbe2014"]["layers"]) == 3           # embeddings + 2 blocks
+    assert wehbe_rec["layer_names"] == ["embeddings", "block.0", "block.1"]
     assert wehbe_rec["parts"]["Wehbe2014"]["n_targets"] == 26
     assert all(np.isfinite(p["score"]) for r in (pereira_rec, wehbe_rec) for p in r["parts"].values())
     row = list(tables.values())[0][0]
