@@ -443,8 +443,8 @@ def correlations(scores, info, tuned):
               "BBH, tuned": ([m for m in have if m in tuned], lambda i: i.bbh),
               "NWP loss, tuned": ([m for m in have if m in tuned], lambda i: i.nwp_loss)}
     rows = []
-    for name, (models, value) in wanted.items():
-        pts = [(value(info[m]), scores[m]["Average"]) for m in models
+    for name, (members, value) in wanted.items():
+        pts = [(value(info[m]), scores[m]["Average"]) for m in members
                if value(info[m]) is not None and np.isfinite(value(info[m]))]
         if len(pts) >= 3:
             x, y = np.array(pts).T
