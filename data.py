@@ -511,9 +511,9 @@ def synthetic(readout, sentences: list[str], seed: int = 0, noise: float = 1.0) 
     rng = np.random.default_rng(seed)
 
     def planted(x, n_subjects, per_subject):
-        x = (x - x.mean(0)) / (x.std(0) + 1e-12)
-        y = x @ rng.normal(size=(x.shape[1], n_subjects * per_subject))
-        y = (y - y.mean(0)) / (y.std(0) + 1e-12) + noise * rng.normal(size=y.shape)
+        unit = lambda a: (a - a.mean(0)) / (a.std(0) + 1e-12)              # noqa: E731
+        y = unit(unit(x) @ rng.normal(size=(x.shape[1], n_subjects * per_subject)))
+        y = y + noise * rng.normal(size=y.shape)
         return y.astype(np.float32), np.repeat([f"subj{k}" for k in range(n_subjects)], per_subject)
 
     out = {}
