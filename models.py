@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import tempfile
 from collections import defaultdict
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ import transformers
 from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
-CACHE_FORMAT = "brainalign-activations-v1"  # bump when the extraction semantics change
+CACHE_FORMAT = "brainalign-activations-v2"  # bump when the extraction semantics change
 
 
 # --------------------------------------------------------------------------- registry
@@ -48,7 +49,7 @@ class ModelInfo:
     base: str | None       # short name of the vanilla model it was tuned from; None for vanilla models
     note: str = ""         # substitutes, deltas, provenance
     delta_base: str | None = None   # hub id of the weights a delta release is added to
-    appendix: bool = False          # GPT-2 appendix pairs (not in the paper's 25)
+    appendix: bool = False          # outside the paper's 25: the GPT-2 appendix pairs, Stanford's Alpaca
     paper: tuple[float, float, float, float] | None = None  # Table 5: Pereira, Blank, Wehbe, Average
     #   (GPT-2 appendix models: the paper gives only the average; the other three are nan)
     nwp_loss: float | None = None   # Table 7
@@ -77,7 +78,7 @@ t5-xxl              t5    google/t5-v1_1-xxl                  11e9  48 -        
 flan-t5-xxl         t5    google/flan-t5-xxl                  11e9  48 t5-xxl      .350 .268 .103 .240  .638 .545 .443
 flan-alpaca-xxl     t5    declare-lab/flan-alpaca-xxl         11e9  48 t5-xxl      .346 .268 .102 .239  .607 .508 .229
 llama-7b            llama huggyllama/llama-7b                 7e9   32 -           .405 .154 .118 .226
-alpaca-7b           llama tatsu-lab/alpaca-7b-wdiff           7e9   32 llama-7b    .420 .167 .118 .235 4.201 .404 .328
+alpaca-7b           llama chavinlo/alpaca-native              7e9   32 llama-7b    .420 .167 .118 .235 4.201 .404 .328
 vicuna-7b           llama lmsys/vicuna-7b-v1.3                7e9   32 llama-7b    .399 .152 .119 .223 4.387 .472 .331
 llama-13b           llama huggyllama/llama-13b                13e9  40 -           .412 .133 .115 .220
 vicuna-13b          llama lmsys/vicuna-13b-v1.3               13e9  40 llama-13b   .423 .148 .116 .229 4.130 .521 .387
@@ -92,19 +93,23 @@ gpt2-large          gpt2  openai-community/gpt2-large         774e6 36 -        
 gpt2-large-alpaca   gpt2  reasonwang/gpt2-large-alpaca        774e6 36 gpt2-large  nan  nan  nan  .170
 gpt2-xl             gpt2  openai-community/gpt2-xl            1.5e9 48 -           nan  nan  nan  .200
 gpt2-xl-alpaca      gpt2  Rachneet/gpt2-xl-alpaca             1.5e9 48 gpt2-xl     nan  nan  nan  .192
+alpaca-7b-stanford  llama tatsu-lab/alpaca-7b-wdiff           7e9   32 llama-7b    nan  nan  nan  nan
 """
 _LLAMA = ("Meta's original LLaMA-1 weights, converted to transformers and re-uploaded by the community "
           "(Meta never put LLaMA-1 on the hub)")
 _NOTES = {"llama-7b": _LLAMA, "llama-13b": _LLAMA, "llama-33b": _LLAMA + "; Meta named it LLaMA-30B (32.5B parameters)",
-          "alpaca-7b": "Stanford's weight diff on LLaMA-7B; merge_delta() adds it to huggyllama/llama-7b",
+          # PR #194 (brain-score/language 91c88b1) models/llama/__init__.py registers alpaca-7b as this model
+          "alpaca-7b": "chavinlo/alpaca-native: a community replication of Stanford Alpaca, as the authors ran it",
+          "alpaca-7b-stanford": "Stanford's own weight diff on LLaMA-7B, merge_delta() adds it to "
+                                "huggyllama/llama-7b; not the model the paper scored",
           "stable-vicuna-13b": "CarperAI's delta on LLaMA-13B; merge_delta() adds it to huggyllama/llama-13b"}
-_DELTA_BASES = {"alpaca-7b": "huggyllama/llama-7b", "stable-vicuna-13b": "huggyllama/llama-13b"}
+_DELTA_BASES = {"alpaca-7b-stanford": "huggyllama/llama-7b", "stable-vicuna-13b": "huggyllama/llama-13b"}
 
 
 def _row(line: str) -> ModelInfo:
     name, family, hub_id, params, n_layers, base, *values = line.split()
     v = [float(x) for x in values] + [None] * (7 - len(values))
-    appendix = family == "gpt2"
+    appendix = family == "gpt2" or name == "alpaca-7b-stanford"
     return ModelInfo(name, hub_id, family, float(params), int(n_layers), None if base == "-" else base,
                      note=_NOTES.get(name, "appendix: the paper gives only the average" if appendix else ""),
                      delta_base=_DELTA_BASES.get(name), appendix=appendix, paper=tuple(v[:4]),
@@ -115,19 +120,42 @@ MODELS: dict[str, ModelInfo] = {m.name: m for m in map(_row, _TABLE.strip().spli
 
 
 def resolve(name: str) -> ModelInfo:
-    """A registry key, a local model directory, or any hub id ("owner/name") -> ModelInfo."""
+    """A registry key, a local model directory, or any hub id ("owner/name") -> ModelInfo. A local
+    directory is named after its folder (`.` -> the current folder's name) and keeps its absolute path."""
     if name in MODELS:
         return MODELS[name]
     path = Path(name).expanduser()
     if path.is_dir():
-        cfg = json.loads((path / "config.json").read_text()) if (path / "config.json").exists() else {}
-        n = cfg.get("num_hidden_layers") or cfg.get("n_layer") or cfg.get("num_layers") or 0
-        return ModelInfo(name, str(path), cfg.get("model_type", ""), float("nan"),
-                         n + cfg.get("num_decoder_layers", 0), None, note="local directory")
+        path = path.resolve()
+        cfg = _read_config(path)
+        n = _count(cfg, "num_hidden_layers") or _count(cfg, "n_layer") or _count(cfg, "num_layers")
+        n += _count(cfg, "num_decoder_layers")
+        return ModelInfo(path.name or str(path), str(path), str(cfg.get("model_type", "")), float("nan"), n,
+                         None, note="local directory")
     if re.fullmatch(r"[\w.-]+/[\w.-]+", name):
         return ModelInfo(name, name, "", float("nan"), 0, None, note="hub id, not in the registry")
     raise ValueError(f"unknown model {name!r}. Registry: {', '.join(MODELS)}. "
                      "Any hub id (owner/name) or local model directory also works.")
+
+
+def _read_config(path: Path) -> dict:
+    if not (path / "config.json").is_file():
+        return {}
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+    except (ValueError, OSError) as err:
+        raise ValueError(f"{path / 'config.json'} is not valid JSON ({err}); restore it from the model's "
+                         "release or write it again with model.save_pretrained(DIR)") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path / 'config.json'} must hold a JSON object, got {type(cfg).__name__}")
+    return cfg
+
+
+def _count(cfg: dict, key: str) -> int:
+    try:
+        return int(cfg.get(key) or 0)
+    except (TypeError, ValueError):
+        raise ValueError(f"config.json: {key} must be a whole number, got {cfg[key]!r}") from None
 
 
 # --------------------------------------------------------------------------- contexts
@@ -191,26 +219,21 @@ def _kind(config) -> str:
     return "seq2seq" if config.is_encoder_decoder else "encoder" if config.model_type in _ENCODERS else "causal"
 
 
-def _device(device: str) -> str:
+def check_device(device: str) -> str:
+    """The torch device for a --device value, or a ValueError that says what to use instead."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     if device not in ("cpu", "mps", "map") and not re.fullmatch(r"cuda(:\d+)?", device):
         raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N, mps, "
                          "or map (device_map='auto' over all GPUs, needs accelerate)")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' asked for but Apple's MPS backend is not available here (it exists "
+                         "only on macOS with Apple silicon): use device='auto' or 'cpu'")
     if device not in ("cpu", "mps") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for but CUDA is not available here: use device='auto' or 'cpu'")
     if device == "map" and not importlib.util.find_spec("accelerate"):
         raise ValueError("device 'map' (device_map='auto') needs accelerate: pip install accelerate")
     return device
-
-
-def _dtype(dtype: str, device: str, model_type: str) -> torch.dtype:
-    """auto: float32 on CPU; bf16 on GPUs that have it, else fp16 (float32 for T5, which overflows in fp16)."""
-    if dtype != "auto" or device == "cpu":
-        return _DTYPES.get(dtype, torch.float32)
-    if device != "mps" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32 if model_type in ("t5", "mt5", "umt5") else torch.float16
 
 
 def _fetch_help(source: str, err: Exception) -> str:
@@ -229,7 +252,9 @@ def merge_delta(base: str, delta: str, out_dir: str | Path, revision: str | None
     """Recover full weights from a weight-difference release: every tensor = base + delta.
     Vocabulary rows the delta adds (Alpaca's and StableVicuna's [PAD]) start from the mean of the base
     rows (Stanford Alpaca's recovery recipe; extraction never reads them). Sums in float32, stored in
-    the delta's dtype. Written once to out_dir (temp dir + rename), reused afterwards."""
+    the delta's dtype. Written once to out_dir through a temporary folder and a rename, reused
+    afterwards; when another job finishes the same merge first, its result is used and ours dropped.
+    The temporary folder is removed whatever happens (error, Ctrl-C)."""
     out_dir = Path(out_dir)
     if (out_dir / "config.json").exists():
         return out_dir
@@ -249,10 +274,18 @@ def merge_delta(base: str, delta: str, out_dir: str | Path, revision: str | None
                 q = torch.cat([q, q.mean(0, keepdim=True).expand(p.shape[0] - q.shape[0], *q.shape[1:])])
             p.copy_((p.float() + q).to(p.dtype))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=out_dir.name + ".tmp"))
-    d.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    os.replace(tmp, out_dir)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp"))
+    try:
+        d.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        try:
+            os.replace(tmp, out_dir)           # atomic; fails if another job's merge is already there
+        except OSError:
+            if not (out_dir / "config.json").exists():
+                raise
+            log.warning("another job finished merging %s first: using its result", out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 
@@ -270,17 +303,31 @@ def _quiet(progress: bool):
         hf.enable_progress_bar() if bars else hf.disable_progress_bar()
 
 
+def _source(info: ModelInfo, revision, model_dir, cache_dir) -> tuple[str, dict]:
+    """-> (what from_pretrained loads, its keyword arguments). Delta releases are merged first (once)."""
+    if model_dir:
+        return str(Path(model_dir).expanduser().resolve()), {}
+    if info.delta_base:
+        merged = Path(cache_dir or Path.home() / ".cache" / "brainalign", "merged", info.name, revision or "main")
+        return str(merge_delta(info.delta_base, info.hub_id, merged, revision)), {}
+    return info.hub_id, {"revision": revision} if revision else {}
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "spiece.model",
+                    "tokenizer.model", "sentencepiece.bpe.model")
+
+
 def _load(info: ModelInfo, revision, model_dir, device: str, dtype: str, cache_dir, progress=True):
-    """-> (tokenizer, model in eval mode, config). Delta releases are merged first (once)."""
+    """-> (tokenizer, model in eval mode, config)."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
-    source, kw = str(model_dir or info.hub_id), {"revision": revision} if revision else {}
     with _quiet(progress):
-        if info.delta_base and not model_dir:
-            merged = Path(cache_dir or Path.home() / ".cache" / "brainalign", "merged", info.name, revision or "main")
-            source, kw = str(merge_delta(info.delta_base, info.hub_id, merged, revision)), {}
+        source, kw = _source(info, revision, model_dir, cache_dir)
+        if Path(source).is_dir() and not any((Path(source) / f).exists() for f in _TOKENIZER_FILES):
+            raise OSError(f"{source} has no tokenizer files (one of {', '.join(_TOKENIZER_FILES)}): save them "
+                          "there with tokenizer.save_pretrained(DIR), or copy them from the model's hub page")
         try:
             config = AutoConfig.from_pretrained(source, **kw)
-            load = {_DTYPE_KW: _dtype(dtype, device, config.model_type)}
+            load = {_DTYPE_KW: _DTYPES[dtype]}
             if _needs_map(info, load[_DTYPE_KW], device):
                 load["device_map"] = "auto"
             tok = AutoTokenizer.from_pretrained(source, **kw)
@@ -311,12 +358,33 @@ def _max_length(tok, config) -> int:
     return min(limits) if limits else 10 ** 9
 
 
+# --------------------------------------------------------------------------- layers and readout
+READOUTS = ("paper", "block")   # paper: what the authors' code read; block: every block's output
+
+
 def _stacks(config) -> list[tuple[str, int]]:
     """-> [(stack name, number of blocks)]: one stack, or encoder and decoder for seq2seq."""
     if _kind(config) != "seq2seq":
         return [("", config.num_hidden_layers)]
     return [("encoder", config.num_hidden_layers),
             ("decoder", getattr(config, "num_decoder_layers", None) or config.decoder_layers)]
+
+
+def _post_attention_norm(config, readout: str) -> bool:
+    """Read a block's post_attention_layernorm output instead of the block's output?
+    PR #194 (brain-score/language 91c88b1, models/llama/__init__.py) registers LLaMA, Alpaca and Vicuna
+    at `model.layers.N.post_attention_layernorm`: the residual stream after attention, normalised,
+    before the MLP. T5 (`encoder.block.N`, `decoder.block.N`, 8ace8f3 models/t5) and GPT-2
+    (`transformer.h.N`) are read at the block output there too, so only the llama family differs."""
+    if readout not in READOUTS:
+        raise ValueError(f"unknown readout {readout!r}: use {' or '.join(READOUTS)}")
+    return readout == "paper" and config.model_type == "llama"
+
+
+def _layer_names(config, readout: str) -> list[str]:
+    suffix = ".post_attention_layernorm" if _post_attention_norm(config, readout) else ""
+    return [f"{name}.{x}".lstrip(".") for name, n in _stacks(config)
+            for x in ["embeddings"] + [f"block.{j}{suffix}" for j in range(n)]]
 
 
 def _blocks(model, config) -> list[torch.nn.ModuleList]:
@@ -331,25 +399,78 @@ def _blocks(model, config) -> list[torch.nn.ModuleList]:
     return found
 
 
-def layer_names(model: str, model_dir: str | Path | None = None, revision: str | None = None) -> list[str]:
-    """Names of extract()'s output layers, in order (reads the model's config only)."""
+def _config(source: str, kw: dict):
     from transformers import AutoConfig
-    source = str(model_dir or resolve(model).hub_id)
     try:
-        config = AutoConfig.from_pretrained(source, **({"revision": revision} if revision else {}))
+        return AutoConfig.from_pretrained(source, **kw)
     except Exception as err:
         raise OSError(_fetch_help(source, err)) from err
-    return [f"{name}.{x}".lstrip(".") for name, n in _stacks(config)
-            for x in ["embeddings"] + [f"block.{j}" for j in range(n)]]
+
+
+def layer_names(model: str, model_dir: str | Path | None = None, revision: str | None = None,
+                readout: str = "paper") -> list[str]:
+    """Names of extract()'s output layers, in order (reads the model's config only). A layer whose name
+    ends in "embeddings" is the input to the first block: recorded, but not a candidate for the best
+    layer unless asked (the paper counts blocks only)."""
+    info = resolve(model)
+    source = str(model_dir or (info.hub_id if not info.delta_base else info.delta_base))
+    return _layer_names(_config(source, {"revision": revision} if revision and not model_dir else {}), readout)
+
+
+# --------------------------------------------------------------------------- provenance
+TOKEN_TYPE_IDS = ("drop", "pass")   # drop: PR #194 91c88b1; pass: Brain-Score's default
+
+
+def provenance(model: str, *, revision: str | None = None, model_dir: str | Path | None = None,
+               dtype: str = "float32", readout: str = "paper", token_type_ids: str = "drop") -> dict:
+    """Everything that decides a model's activations, as stored in every cache entry and score record:
+    the weights (a hub id and the commit it resolved to, or a local folder's absolute path and a
+    fingerprint of its files: names, sizes, modification times, and config.json's bytes), dtype,
+    readout, token_type_ids and the extraction format. Reads the model's config only."""
+    info = resolve(model)
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}: use {', '.join(_DTYPES)}")
+    if token_type_ids not in TOKEN_TYPE_IDS:
+        raise ValueError(f"unknown token_type_ids {token_type_ids!r}: use {' or '.join(TOKEN_TYPE_IDS)}")
+    local = Path(model_dir or info.hub_id).expanduser()
+    if model_dir or local.is_dir():
+        local = local.resolve()
+        weights = {"path": str(local), "files": _folder_fingerprint(local)}
+        config = _config(str(local), {})
+    else:
+        config = _config(info.hub_id, {"revision": revision} if revision else {})
+        weights = {"hub_id": info.hub_id, "revision": revision or "main",
+                   "commit": getattr(config, "_commit_hash", None), "delta_on": info.delta_base}
+    _post_attention_norm(config, readout)          # checks the readout name
+    return {"format": CACHE_FORMAT, "weights": weights, "dtype": dtype, "readout": readout,
+            "layers": _layer_names(config, readout), "token_type_ids": token_type_ids}
+
+
+def _folder_fingerprint(path: Path) -> str:
+    if not (path / "config.json").is_file():
+        raise OSError(f"{path} has no config.json: a model folder holds config.json, the tokenizer files "
+                      "and the weights, as save_pretrained writes them")
+    digest = hashlib.sha256((path / "config.json").read_bytes())
+    for f in sorted(p for p in path.iterdir() if p.is_file()):
+        st = f.stat()
+        digest.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return digest.hexdigest()[:16]
+
+
+def key_of(record: dict) -> str:
+    """A short stable hash of a JSON-able dict: the cache key of what produced a result."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- running
-def _run(model, config, kind, jobs, n_stimuli, batch_size, progress, desc) -> np.ndarray:
+def _run(model, config, kind, jobs, n_stimuli, batch_size, progress, desc, readout="paper",
+         token_types=False) -> np.ndarray:
     """Run the jobs in length-sorted, right-padded batches; hooks copy out the rows to read.
     -> (n_stimuli, n_layers_out, hidden) float32. Only one layer's hidden states live at a time."""
     out, seen, now = None, np.zeros(n_stimuli, bool), {}
     stacks = _blocks(model, config)
     n_out = sum(len(blocks) + 1 for blocks in stacks)
+    norm = _post_attention_norm(config, readout)
 
     def record(layer, h):  # h: (batch, seq, hidden)
         nonlocal out
@@ -363,7 +484,7 @@ def _run(model, config, kind, jobs, n_stimuli, batch_size, progress, desc) -> np
         hooks.append(blocks[0].register_forward_pre_hook(
             lambda m, a, k, l=layer: record(l, a[0] if a else k["hidden_states"]), with_kwargs=True))
         for j, block in enumerate(blocks):
-            hooks.append(block.register_forward_hook(
+            hooks.append((block.post_attention_layernorm if norm else block).register_forward_hook(
                 lambda m, a, o, l=layer + 1 + j: record(l, o[0] if isinstance(o, tuple) else o)))
         layer += len(blocks) + 1
 
@@ -387,6 +508,8 @@ def _run(model, config, kind, jobs, n_stimuli, batch_size, progress, desc) -> np
             inputs = {"input_ids": ids.to(dev), "attention_mask": mask.to(dev)}
             if kind == "causal":  # right padding is invisible to causal attention: no mask, fast kernels
                 del inputs["attention_mask"]
+            if token_types:       # one text per sequence: the tokenizer's token_type_ids are all 0
+                inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
             if kind == "seq2seq":  # the context also goes in as the decoder's input (Brain-Score PR #194)
                 inputs.update(decoder_input_ids=inputs["input_ids"], decoder_attention_mask=inputs["attention_mask"])
             with torch.inference_mode():
@@ -400,26 +523,39 @@ def _run(model, config, kind, jobs, n_stimuli, batch_size, progress, desc) -> np
     return out
 
 
+def _passes_token_types(tok, token_type_ids: str) -> bool:
+    """Brain-Score calls model(**tokenizer(context)): every input the tokenizer declares goes in, and a
+    GPT-2 embeds token_type_ids with its token table, so they change every activation. The authors'
+    fork drops them (PR #194, brain-score/language 91c88b1, model_helpers/huggingface.py:
+    `context_tokens.pop('token_type_ids')`). Decided from model_input_names, not from what one call
+    returns (transformers 5 tokenizers may not return them where 4.x did)."""
+    return token_type_ids == "pass" and "token_type_ids" in tok.model_input_names
+
+
 # --------------------------------------------------------------------------- cache
-def _fingerprint(texts, groups, window) -> str:
-    return hashlib.sha256(json.dumps([CACHE_FORMAT, texts, groups, window], default=str).encode()).hexdigest()
+def _cache_path(cache_dir, name, source_key, dataset_key) -> Path:
+    return Path(cache_dir, "activations", safe_name(name), source_key, f"{safe_name(dataset_key)}.npz")
 
 
-def _cache_path(cache_dir, info, revision, dataset_key) -> Path:
-    safe = lambda s: re.sub(r"[^A-Za-z0-9._-]+", "--", s).strip("-.") or "_"  # noqa: E731
-    return Path(cache_dir, "activations", safe(info.name), safe(revision or "default"), f"{safe(dataset_key)}.npz")
+def safe_name(s: str) -> str:
+    """A file-name-safe form of a model or dataset name: never empty, never '.' or '..'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "--", s).strip("-.") or "_"
 
 
 def _read_cache(path: Path, key: str) -> np.ndarray | None:
+    """The cached activations if the file holds them for this key; None (recompute) otherwise. An
+    unreadable file (truncated, empty, not an .npz) is moved aside to <name>.corrupt with a warning."""
     if not path.exists():
         return None
     try:
         with np.load(path) as f:
             if str(f["fingerprint"]) == key:
                 return f["activations"]
-        log.warning("stale activation cache %s (texts, groups or window changed): recomputing", path)
-    except (OSError, ValueError, KeyError) as err:
-        log.warning("unreadable activation cache %s (%s): recomputing", path, err)
+        log.warning("stale activation cache %s (texts, groups, window or weights changed): recomputing", path)
+    except Exception as err:                     # BadZipFile, EOFError, OSError, KeyError, ValueError, ...
+        os.replace(path, path.with_name(path.name + ".corrupt"))
+        log.warning("unreadable activation cache %s (%s: %s): moved aside to %s.corrupt, recomputing",
+                    path, type(err).__name__, err, path.name)
     return None
 
 
@@ -429,6 +565,8 @@ def _write_cache(path: Path, key: str, acts: np.ndarray, **meta) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, activations=acts, fingerprint=key, **{k: str(v) for k, v in meta.items()})
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -448,36 +586,41 @@ def _check(texts, groups, window, batch_size, dtype) -> None:
         raise ValueError(f"context_window must be an int >= 0 (0 = whole group), got {window!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if dtype != "auto" and dtype not in _DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}: use auto, {', '.join(_DTYPES)}")
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}: use {', '.join(_DTYPES)}")
 
 
 _LAST: dict = {}  # the most recently loaded (tokenizer, model, config); _LAST.clear() frees it
 
 
 def extract(model: str, texts: list[str], groups: list[str], *, context_window: int = 0,
-            device: str = "auto", dtype: str = "auto", batch_size: int = 8,
-            cache_dir: str | Path | None = None, dataset_key: str = "", revision: str | None = None,
-            model_dir: str | Path | None = None, progress: bool = True, one_pass: bool = True) -> np.ndarray:
+            device: str = "auto", dtype: str = "float32", batch_size: int = 8, readout: str = "paper",
+            token_type_ids: str = "drop", cache_dir: str | Path | None = None, dataset_key: str = "",
+            revision: str | None = None, model_dir: str | Path | None = None, progress: bool = True,
+            one_pass: bool = True) -> np.ndarray:
     """Last-token representation of every stimulus in every layer -> (n_stimuli, n_layers_out, hidden) float32.
 
     model: registry key, hub id or local directory (model_dir: local copy of the weights to use instead;
     for delta releases, the already merged weights). groups: context group per stimulus; the model sees
     the group's texts up to stimulus i (context_window k > 0: at most the k most recent of them).
-    device: auto (cuda > mps > cpu), cpu, cuda[:N], mps, or map (device_map='auto'). dtype: auto
-    (fp32 on CPU, bf16/fp16 on GPU), float32, float16, bfloat16. batch_size: sequences per forward pass
+    device: auto (cuda > mps > cpu), cpu, cuda[:N], mps, or map (device_map='auto'). dtype: float32
+    (what the authors ran: they loaded models without a torch_dtype), float16, bfloat16. readout:
+    "paper" (LLaMA family at post_attention_layernorm, as PR #194) or "block" (every block's output).
+    token_type_ids: "drop" (PR #194) or "pass" (Brain-Score). batch_size: sequences per forward pass
     (similar lengths, at most batch_size * 512 padded tokens). With cache_dir and dataset_key the
-    result is cached in <cache_dir>/activations/<model>/<revision>/<dataset_key>.npz; a cache whose
-    texts, groups or window differ is recomputed. one_pass=False forces one pass per stimulus
+    result is cached in <cache_dir>/activations/<model>/<provenance key>/<dataset_key>.npz, keyed by
+    provenance() and the texts, groups and window. one_pass=False forces one pass per stimulus
     (Brain-Score's way; for checks and benchmarks)."""
     info, texts, groups = resolve(model), list(texts), list(groups)
     _check(texts, groups, context_window, batch_size, dtype)
-    key = _fingerprint(texts, groups, context_window)
-    path = _cache_path(cache_dir, info, revision, dataset_key) if cache_dir and dataset_key else None
+    source = provenance(model, revision=revision, model_dir=model_dir, dtype=dtype, readout=readout,
+                        token_type_ids=token_type_ids)
+    key = key_of({"source": source, "texts": texts, "groups": groups, "window": context_window})
+    path = _cache_path(cache_dir, info.name, key_of(source), dataset_key) if cache_dir and dataset_key else None
     if path and (cached := _read_cache(path, key)) is not None:
         return cached
-    device = _device(device)
-    loaded = (info.hub_id, revision, str(model_dir), device, dtype)
+    device = check_device(device)
+    loaded = (key_of(source["weights"]), revision, str(model_dir), device, dtype)   # a retrained folder reloads
     if loaded not in _LAST:  # keep one model loaded: a run scores it on every dataset before the next
         _LAST.clear()
         _LAST[loaded] = _load(info, revision, model_dir, device, dtype, cache_dir, progress)
@@ -485,9 +628,10 @@ def extract(model: str, texts: list[str], groups: list[str], *, context_window: 
     kind = _kind(config)
     contexts, chains = _contexts(texts, groups, context_window)
     jobs = _plan(tok, kind, contexts, chains, _max_length(tok, config), one_pass)
-    acts = _run(net, config, kind, jobs, len(texts), batch_size, progress, desc=info.name)
+    acts = _run(net, config, kind, jobs, len(texts), batch_size, progress, info.name, readout,
+                _passes_token_types(tok, token_type_ids))
     if path:
-        _write_cache(path, key, acts, model=info.hub_id, revision=revision or "", dtype=net.dtype)
+        _write_cache(path, key, acts, provenance=json.dumps(source))
     return acts
 
 
