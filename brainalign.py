@@ -307,66 +307,137 @@ def cross_validate_time_series(word_features, ds, splits, cond=1e-6):
 
 # -----------------------------------------------------------------------------
 # one (model, dataset): activations (cached by models.py) -> every layer scored -> best layer;
-# the record is cached as JSON, so an interrupted run resumes and --report needs no model
+# the record is cached as JSON under a key of everything that produced it, so an interrupted run
+# resumes, a changed setting never reuses a stale result, and --report needs no model
+
+PIPELINE_VERSION = 2     # bump when the scoring semantics change: older records are then not reused
+SCORING = {"cv": "dataset", "numerics": "brainscore-2023", "cutoff": 1e-6, "embeddings": False}
 
 
 def splits_for(ds, cv="dataset"):
-    """The dataset's own cross-validation ("dataset"), Brain-Score's "shuffle", or 10 "kfold"."""
-    kind = ds.cv if cv == "dataset" else cv
+    """The dataset's own cross-validation ("dataset"), Brain-Score's 10 "shuffle" splits, or 10
+    contiguous "kfold" folds (a time series keeps its gap between train and test)."""
     n = ds.responses.shape[0]
-    if kind == "shuffle":
+    if cv == "kfold":
+        return kfold_splits(n, 10, ds.gap)
+    if cv == "shuffle" or ds.cv == "shuffle":
         return shuffle_splits(n)
-    return kfold_splits(n, ds.n_folds, ds.gap) if ds.cv == "kfold" else kfold_splits(n, 10)
+    return kfold_splits(n, ds.n_folds, ds.gap)
 
 
 def score_part(acts, ds, cv="dataset", cond=1e-6, progress=True):
-    """Every layer of acts (n_stimuli, n_layers, n_features) scored on one dataset part -> LayerScores."""
+    """Every layer of acts (n_stimuli, n_layers, n_features) scored on one dataset part -> [Score]."""
     splits = splits_for(ds, cv)
+    layers = _bar(range(acts.shape[1]), progress, "layers")
     if ds.word_tr is None:
-        return score_layers(acts, ds.responses, splits, ds.subjects, cond, progress)
+        return [score(acts[:, i], ds.responses, splits, ds.subjects, cond) for i in layers]
     # time series: the mean r over voxels, as Toneva & Wehbe's and Aw & Toneva's scripts report it
     # (the paper does not say; Brain-Score's median is the other choice)
-    return best_of([summarize(cross_validate_time_series(acts[:, i], ds, splits, cond), ds.subjects,
-                              np.mean) for i in _bar(range(acts.shape[1]), progress, "layers")])
+    return [summarize(cross_validate_time_series(acts[:, i], ds, splits, cond), ds.subjects, np.mean)
+            for i in layers]
 
 
-def run_one(model, dataset, parts, args, info=None, source=None):
-    """Score a model on the parts of one dataset -> a JSON-able record, cached. Pereira2018's two
-    experiments are separate Brain-Score benchmarks: each keeps its own best layer, then they are
-    averaged. info: the model's ModelInfo (base and size go into the record, so --report can pair
-    models outside the registry); source: what models.extract loads, when not the model's name."""
-    safe = model.strip("/").replace("/", "--")
-    path = Path(args.cache_dir, "scores", safe, f"{dataset}.cv-{args.cv}.cutoff-{args.cutoff:g}.json")
-    if path.exists():
-        return json.loads(path.read_text()) | {"cached": True}
+def choose_layer(parts, layer_names, embeddings=False):
+    """The one layer per model and dataset that the authors registered: the parts' scores averaged
+    layer by layer (Pereira2018's two experiments), then the best candidate. Embedding outputs are
+    candidates only when asked: the paper counts blocks only. parts: {part: {"layers": [score]}}
+    -> (best layer index, the parts' mean score of every layer (n_layers,))."""
+    mean = np.mean([p["layers"] for p in parts.values()], axis=0)            # (n_layers,)
+    candidate = np.array([embeddings or not n.endswith("embeddings") for n in layer_names])
+    if not candidate.any():
+        raise ValueError(f"no candidate layer among {layer_names}: pass embeddings=True (--embeddings)")
+    return int(np.flatnonzero(candidate)[np.argmax(mean[candidate])]), mean
+
+
+def record_key(provenance, data_files, scoring):
+    """What a score depends on: the activations' provenance, the data files and the scoring settings."""
     import models
-    rec = {"model": model, "dataset": dataset, "cv": args.cv, "cutoff": args.cutoff, "parts": {},
-           "base": getattr(info, "base", None), "params": getattr(info, "params", None),
-           "layer_names": models.layer_names(source or model, args.model_dir)}   # what the indices are
+    return models.key_of({"pipeline": PIPELINE_VERSION, "provenance": provenance, "data": data_files,
+                          "scoring": scoring})
+
+
+def score_path(cache_dir, model, dataset, key):
+    import models
+    return Path(cache_dir, "scores", models.safe_name(model), f"{dataset}.{key}.json")
+
+
+REQUIRED = ("model", "dataset", "key", "provenance", "data", "scoring", "parts", "layers", "layer_names",
+            "best_layer", "score", "mad", "ceiling")
+
+
+def read_record(path, key=None):
+    """A score record, or None when the file is unreadable, incomplete or for another key (a warning
+    names the file; with `key`, a run about to recompute moves the bad file aside first)."""
+    try:
+        rec = json.loads(Path(path).read_text())
+        missing = [k for k in REQUIRED if k not in rec] if isinstance(rec, dict) else ["everything"]
+        if missing:
+            raise ValueError(f"incomplete record, no {', '.join(missing)}")
+        if key is not None and rec["key"] != key:
+            raise ValueError(f"its key {rec['key']} is not {key}")
+        return rec
+    except (OSError, ValueError) as err:
+        where = f"{path}.corrupt" if key is not None else None
+        if where:
+            os.replace(path, where)
+        warnings.warn(f"unreadable score record {path} ({err}): "
+                      f"{'moved aside to ' + where + ', recomputing' if where else 'skipped'}")
+        return None
+
+
+def run_one(info, dataset, parts, cache_dir, extraction, scoring=SCORING):
+    """Score a model on the parts of one dataset -> a JSON-able record, cached.
+    info: the model's models.ModelInfo; parts: the dataset's data.Dataset parts; extraction: keyword
+    arguments of models.extract (device, dtype, readout, token_type_ids, batch_size, model_dir);
+    scoring: cv, numerics, cutoff, embeddings (SCORING)."""
+    import models
+    source = info.name if info.name in models.MODELS else info.hub_id      # a registry key, or the folder
+    select = {k: extraction[k] for k in ("dtype", "readout", "token_type_ids", "model_dir") if k in extraction}
+    provenance = models.provenance(source, **select)
+    data_files = {"files": parts[0].files, "checksum": parts[0].checksum}
+    key = record_key(provenance, data_files, scoring)
+    path = score_path(cache_dir, info.name, dataset, key)
+    if path.exists() and (rec := read_record(path, key)) is not None:
+        return rec | {"cached": True}
+    names = provenance["layers"]
+    rec = {"model": info.name, "dataset": dataset, "key": key, "pipeline": PIPELINE_VERSION,
+           "provenance": provenance, "data": data_files, "scoring": dict(scoring), "layer_names": names,
+           "base": info.base, "params": info.params, "parts": {}}
     for ds in parts:
-        acts = models.extract(source or model, ds.texts, ds.groups, context_window=ds.context_window,
-                              device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                              cache_dir=args.cache_dir, dataset_key=ds.name, model_dir=args.model_dir)
-        ls = score_part(acts, ds, args.cv, args.cutoff)
-        rec["parts"][ds.name] = {"score": ls.best.score, "best_layer": ls.best_layer,
-                                 "layers": ls.scores.tolist(), "per_subject": ls.best.per_subject,
-                                 "mad": ls.best.mad, "ceiling": ds.ceiling,
+        acts = models.extract(source, ds.texts, ds.groups, context_window=ds.context_window,
+                              cache_dir=cache_dir, dataset_key=ds.name, **extraction)
+        if acts.shape[1] != len(names):
+            raise RuntimeError(f"{info.name}: {acts.shape[1]} layers extracted but {len(names)} named")
+        per_layer = score_part(acts, ds, scoring["cv"], scoring["cutoff"] or 1e-6)
+        rec["parts"][ds.name] = {"layers": [s.score for s in per_layer],
+                                 "per_subject": [s.per_subject for s in per_layer],
+                                 "mad": [s.mad for s in per_layer], "ceiling": ds.ceiling,
                                  "n_targets": int(ds.responses.shape[1])}
+    best, mean = choose_layer(rec["parts"], names, scoring["embeddings"])
     done = rec["parts"].values()
-    for key in ("score", "ceiling", "mad"):
-        rec[key] = float(np.mean([p[key] for p in done]))
-    rec["best_layer"] = "/".join(str(p["best_layer"]) for p in done)
+    rec |= {"layers": mean.tolist(), "best_layer": best, "best_layer_name": names[best],
+            "score": float(mean[best]), "mad": float(np.mean([p["mad"][best] for p in done])),
+            "ceiling": float(np.mean([p["ceiling"] for p in done])),
+            "per_subject": {f"{part}:{s}" if len(parts) > 1 else s: v
+                            for part, p in rec["parts"].items() for s, v in p["per_subject"][best].items()}}
     write_atomic(path, json.dumps(rec, indent=1))
     return rec
 
 
 def write_atomic(path, text):
-    """Write text to path through a temporary file and a rename: never a half-written file."""
+    """Write text to path through a temporary file (flushed to disk) and a rename: never a
+    half-written file, even after a crash."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # -----------------------------------------------------------------------------
@@ -378,8 +449,12 @@ PAPER_CEILINGS = {"Pereira2018": 0.359, "Blank2014": 0.210, "Wehbe2014": 0.104} 
 
 
 def relative_change(tuned, vanilla):
-    """Per cent change of the tuned model's score over its vanilla base."""
-    return 100.0 * (tuned - vanilla) / vanilla
+    """Per cent change of the tuned model's score over its vanilla base; NaN where the base is not a
+    positive number (a ratio to 0 is undefined, and to a negative base it flips the sign)."""
+    tuned, vanilla = np.asarray(tuned, dtype=float), np.asarray(vanilla, dtype=float)
+    ok = np.isfinite(vanilla) & (vanilla > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ok, 100.0 * (tuned - vanilla) / np.where(ok, vanilla, 1.0), np.nan)
 
 
 def bh_fdr(p):
@@ -403,29 +478,39 @@ def bootstrap_ci(values, n_boot=10000, seed=0, level=0.95):
 
 def compare_pairs(scores, pairs, datasets=PAPER_DATASETS + ("Average",)):
     """Instruction tuning comparison over pairs [(tuned, vanilla), ...] -> dict with one row per
-    pair (per-dataset % change, or a note when a side was not run), the mean change per dataset,
-    the headline (mean of the per-dataset means), how many pairs improved, a Wilcoxon signed-rank
-    test of tuned vs vanilla Average scores and a bootstrap 95% CI of the mean Average change."""
-    rows, done = [], []
+    pair (per-dataset % change and absolute difference, or a note when a side was not run or the
+    vanilla score is not positive), the mean change per dataset over the pairs that have one, the
+    headline (mean of the per-dataset means), how many pairs improved, a Wilcoxon signed-rank test
+    of tuned vs vanilla Average scores and a bootstrap 95% CI of the mean Average change.
+    A pair whose vanilla score is <= 0 or not finite has no percentage on that dataset: it is left
+    out of the means and the tests, and "left_out" counts such pairs."""
+    rows, done, left_out = [], [], 0
     for tuned, vanilla in pairs:
         missing = [m for m in (tuned, vanilla) if m not in scores]
         if missing:
             rows.append({"tuned": tuned, "vanilla": vanilla, "note": f"not run: {', '.join(missing)}"})
             continue
-        change = {d: relative_change(scores[tuned][d], scores[vanilla][d]) for d in datasets
-                  if d in scores[tuned] and d in scores[vanilla]}
-        rows.append({"tuned": tuned, "vanilla": vanilla, **change})
+        both = [d for d in datasets if d in scores[tuned] and d in scores[vanilla]]
+        change = {d: float(relative_change(scores[tuned][d], scores[vanilla][d])) for d in both}
+        bad = [d for d in both if not np.isfinite(change[d])]
+        change = {d: v for d, v in change.items() if d not in bad}
+        row = {"tuned": tuned, "vanilla": vanilla, **change,
+               **{f"{d} diff": scores[tuned][d] - scores[vanilla][d] for d in both}}
+        if bad:
+            left_out += 1
+            row["note"] = f"vanilla score <= 0 on {', '.join(bad)}: no relative change there"
+        rows.append(row)
         done.append((tuned, vanilla, change))
     mean = {d: float(np.mean([c[d] for *_, c in done if d in c]))
             for d in datasets if any(d in c for *_, c in done)}
     per_dataset = [mean[d] for d in datasets if d != "Average" and d in mean]
-    out = {"rows": rows, "mean": mean, "n_pairs": len(done),
+    avg = [(t, v, c["Average"]) for t, v, c in done if "Average" in c]
+    out = {"rows": rows, "mean": mean, "n_pairs": len(avg), "left_out": left_out,
            "headline": float(np.mean(per_dataset)) if per_dataset else float("nan"),
-           "improved": sum(c.get("Average", 0) > 0 for *_, c in done)}
-    avg = [(scores[t]["Average"], scores[v]["Average"]) for t, v, c in done if "Average" in c]
+           "improved": sum(change > 0 for *_, change in avg)}
     if len(avg) >= 2:
         import scipy.stats
-        t, v = np.array(avg).T
+        t, v = np.array([(scores[t]["Average"], scores[v]["Average"]) for t, v, _ in avg]).T
         out["wilcoxon_p"] = float(scipy.stats.wilcoxon(t, v).pvalue) if np.any(t != v) else 1.0
         out["ci95"] = bootstrap_ci(relative_change(t, v))
     return out
@@ -461,7 +546,7 @@ def collect(records, normalize_scores=False):
     scores, layers, ceilings = {}, {}, {}
     for rec in records:
         value = rec["score"] if not normalize_scores else float(np.mean(   # Brain-Score: per part
-            [normalize(p["score"], p["ceiling"]) for p in rec["parts"].values()]))
+            [normalize(p["layers"][rec["best_layer"]], p["ceiling"]) for p in rec["parts"].values()]))
         scores.setdefault(rec["model"], {})[rec["dataset"]] = value
         layers.setdefault(rec["model"], {})[rec["dataset"]] = rec["best_layer"]
         ceilings[rec["dataset"]] = rec["ceiling"]
@@ -488,16 +573,17 @@ def tables(scores, layers, ceilings, info, normalized=False):
         alignment.append(row)
     pairs = [(m, i.base) for m, i in info.items() if i.base and (m in scores or i.base in scores)]
     cmp = compare_pairs(scores, pairs, tuple(columns) + ("Average",))
-    pct = lambda v: f"{v:+.1f}%" if isinstance(v, float) else v
-    comparison = [{k: pct(v) for k, v in r.items()} for r in cmp["rows"]]
+    comparison = [{k: percent(v) if k in cmp["mean"] else v for k, v in r.items()} for r in cmp["rows"]]
     if cmp["n_pairs"]:
         note = (f"headline {cmp['headline']:+.2f}% (mean of the per-dataset means); "
                 f"{cmp['improved']}/{cmp['n_pairs']} improved")
         if "wilcoxon_p" in cmp:
             note += f"; Wilcoxon p = {cmp['wilcoxon_p']:.3g}; 95% CI of the mean " \
                     f"[{cmp['ci95'][0]:+.1f}%, {cmp['ci95'][1]:+.1f}%]"
+        if cmp["left_out"]:
+            note += f"; {cmp['left_out']} pair(s) left out where the vanilla score is <= 0"
         comparison.append({"tuned": f"mean of {cmp['n_pairs']} pairs", "vanilla": "",
-                           **{d: pct(v) for d, v in cmp["mean"].items()}, "note": note})
+                           **{d: percent(v) for d, v in cmp["mean"].items()}, "note": note})
     return {"Brain alignment per model" + (" (ceiling-normalised)" if normalized else ""): alignment,
             "Instruction tuning: tuned vs vanilla (relative change)": comparison,
             "Correlation of the Average score with model properties":
@@ -505,6 +591,10 @@ def tables(scores, layers, ceilings, info, normalized=False):
             "Noise ceilings": [{"dataset": d, "ceiling": ceilings[d],
                                 "paper (Table 6)": PAPER_CEILINGS.get(d)} for d in columns]}
 
+
+
+def percent(value):
+    return f"{value:+.1f}%" if isinstance(value, float) else value
 
 
 def markdown(rows):
@@ -583,7 +673,8 @@ def plot(out_dir, scores, info, corr):
 def demo(cache_dir):
     """Three pairs of tiny random-weight GPT-2s (width 16, 32, 64), "demo-<width>" and
     "demo-<width>-tuned"; the responses are planted from layer 1 of the three tuned ones together, so
-    each tuned model must align better than its vanilla twin -> (datasets, info)."""
+    each tuned model must align better than its vanilla twin -> (datasets, info). The models are
+    written once and reused, so a second run finds its cached scores."""
     import data
     import models
     sentences = data.demo_sentences()
@@ -591,12 +682,15 @@ def demo(cache_dir):
     for width in (16, 32, 64):
         params = 2 * 12 * width ** 2 + (150 + 128) * width        # blocks, token and position tables
         for name, base in ((f"demo-{width}", None), (f"demo-{width}-tuned", f"demo-{width}")):
-            path = models.make_tiny_model("gpt2", Path(cache_dir, name), sentences, seed=len(info),
-                                          width=width)
+            path = Path(cache_dir, name)
+            if not (path / "model.safetensors").exists():        # (written last by save_pretrained)
+                models.make_tiny_model("gpt2", path, sentences, seed=len(info), width=width)
             info[name] = models.ModelInfo(name, str(path), "gpt2", float(params), 2, base)
     tuned = [i.hub_id for i in info.values() if i.base]
-    layer1 = lambda t, g, w: np.concatenate([models.extract(m, t, g, context_window=w, progress=False)[:, 1]
-                                             for m in tuned], axis=1)
+
+    def layer1(texts, groups, window):                 # (n_stimuli, 3 * width) of the tuned models
+        return np.concatenate([models.extract(m, texts, groups, context_window=window, progress=False)[:, 1]
+                               for m in tuned], axis=1)
     return data.synthetic(layer1, sentences), info
 
 
@@ -610,7 +704,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description="Brain alignment of language models (Aw et al., COLM 2024): every layer's "
                     "activations linearly mapped to fMRI responses, cross-validated Pearson r, the "
-                    "best layer per dataset, and the instruction-tuning comparison tables.",
+                    "best layer per dataset, and the instruction-tuning comparison tables. The "
+                    "defaults compute what the authors' code computed; each flag below that departs "
+                    "from it says so.",
         epilog="With no arguments: T5 v1.1 small vs Flan-T5 small on the three datasets.")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--all", action="store_true", help="all 25 models of the paper")
@@ -620,27 +716,158 @@ def parse_args(argv=None):
     what.add_argument("--demo", action="store_true",
                       help="offline, under a minute: tiny random models, synthetic responses")
     what.add_argument("--report", action="store_true",
-                      help="re-render every table from the score cache, loading no model")
+                      help="re-render every table from the score cache, loading no model (only the "
+                           "records made with the scoring and extraction options given here)")
     p.add_argument("--datasets", nargs="+", choices=list(data.DATASETS), default=list(PAPER_DATASETS))
     p.add_argument("--device", default="auto",
                    help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps, or map (device_map='auto')")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                   help="weights and activations; the authors loaded models without a torch_dtype, "
+                        "i.e. float32 (default)")
+    p.add_argument("--readout", default="paper", choices=["paper", "block"],
+                   help="paper: LLaMA-family blocks read at post_attention_layernorm, as the authors' "
+                        "code (Brain-Score PR #194); block: every block's output")
+    p.add_argument("--token-type-ids", default="drop", choices=["drop", "pass"],
+                   help="drop: as the authors' code (PR #194); pass: as Brain-Score, every input the "
+                        "tokenizer declares")
+    p.add_argument("--embeddings", action="store_true",
+                   help="let the embedding outputs compete for the best layer (the paper counts "
+                        "blocks only; they are always scored and recorded)")
+    p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--cache-dir", default=os.environ.get("BRAINALIGN_CACHE", "~/.cache/brainalign"),
                    help="activations and scores (env BRAINALIGN_CACHE)")
     p.add_argument("--data-dir", help="where the dataset files are or go (env BRAINALIGN_DATA)")
-    p.add_argument("--model-dir", help="a local copy of the model weights to load from")
+    p.add_argument("--data-file", action="append", default=[], metavar="DATASET=PATH",
+                   help="read DATASET from this file without its checksum (e.g. another packaging of "
+                        "the same data); the record says so and keeps the file's sha1. Repeat for "
+                        "datasets of several files (Wehbe2014: subject_1.mat .. subject_8.mat, in order)")
+    p.add_argument("--model-dir", nargs="+", default=[], metavar="DIR | NAME=DIR",
+                   help="local copies of the weights: DIR for a single model, NAME=DIR for several")
     p.add_argument("--out", default="results", help="folder for the tables (md, csv, json) and figures")
+    p.add_argument("--force", action="store_true", help="replace the results of an earlier run in --out")
     p.add_argument("--normalize", action="store_true", help="divide scores by the noise ceiling")
     p.add_argument("--cv", default="dataset", choices=["dataset", "shuffle", "kfold"],
                    help="dataset: Brain-Score's 10 shuffle splits (Pereira, Blank) and 4 contiguous "
-                        "folds with gaps (Wehbe); kfold: 10 contiguous folds")
+                        "folds with 5-TR gaps (Wehbe); shuffle: Brain-Score's splits everywhere; "
+                        "kfold: 10 contiguous folds everywhere (time series keep their gap)")
+    p.add_argument("--numerics", default="brainscore-2023", choices=["brainscore-2023", "float64"],
+                   help="brainscore-2023: what the authors' runs computed (sklearn <= 1.5 "
+                        "LinearRegression on float32 activations); float64: an exact float64 fit "
+                        "with --cutoff, the fast path")
     p.add_argument("--cutoff", type=float, default=1e-6,
-                   help="relative singular-value cutoff of the least-squares fit (sklearn >= 1.9: "
-                        "1e-6; 2.2e-16, machine epsilon, is what older sklearn used)")
+                   help="with --numerics float64: relative singular-value cutoff of the least-squares "
+                        "fit (sklearn >= 1.9 uses 1e-6)")
     args = p.parse_args(argv)
+    if not (np.isfinite(args.cutoff) and 0 < args.cutoff < 1):
+        p.error(f"--cutoff must be a number between 0 and 1 (exclusive), got {args.cutoff}")
     args.cache_dir = str(Path(args.cache_dir).expanduser())
     return args
+
+
+def _positive_int(text):
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _pairs(items, what, example):
+    """["NAME=VALUE", ...] -> {NAME: [VALUE, ...]} in order."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise ValueError(f"{what} takes {example}, got {item!r}")
+        out.setdefault(name, []).append(value)
+    return out
+
+
+def _writable(folder, what, force=False):
+    """Create folder and prove it can be written, before any work that would be lost otherwise."""
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{what} {folder} is a file; give a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"{what} {folder} cannot be written ({err.strerror}); give another folder") from None
+    return folder
+
+
+def check_out(out, force):
+    """--out must be a writable folder that holds no other run's results, unless --force."""
+    folder = _writable(out, "--out")
+    if (folder / "config.json").exists() and not force:
+        raise ValueError(f"{folder} holds the results of an earlier run; pass --force to replace them, "
+                         f"or --out another folder")
+    return folder
+
+
+def scoring_of(args):
+    return {"cv": args.cv, "numerics": args.numerics,
+            "cutoff": args.cutoff if args.numerics == "float64" else None, "embeddings": args.embeddings}
+
+
+def extraction_of(args, model_dir=None):
+    return {"device": args.device, "dtype": args.dtype, "readout": args.readout,
+            "token_type_ids": args.token_type_ids, "batch_size": args.batch_size, "model_dir": model_dir}
+
+
+def model_dirs(args, names):
+    """--model-dir -> {model name: folder}: one DIR for one model, or NAME=DIR pairs."""
+    if not args.model_dir:
+        return {}
+    if len(args.model_dir) == 1 and "=" not in args.model_dir[0]:
+        if len(names) != 1:
+            raise ValueError(f"--model-dir DIR serves one model, but {len(names)} were asked for "
+                             f"({', '.join(names)}); use --model-dir NAME=DIR for each")
+        return {names[0]: args.model_dir[0]}
+    dirs = {name: values[-1] for name, values in _pairs(args.model_dir, "--model-dir", "NAME=DIR").items()}
+    unknown = sorted(set(dirs) - set(names))
+    if unknown:
+        raise ValueError(f"--model-dir names {', '.join(unknown)}, not among the models run ({', '.join(names)})")
+    for name, folder in dirs.items():
+        if not Path(folder).expanduser().is_dir():
+            raise ValueError(f"--model-dir {name}={folder}: no such folder")
+    return dirs
+
+
+def load_datasets(args):
+    """Every dataset the run needs, loaded (and downloaded) before any model: {name: [Dataset]}."""
+    import data
+    files = _pairs(args.data_file, "--data-file", "DATASET=PATH")
+    unknown = sorted(set(files) - set(data.DATASETS))
+    if unknown:
+        raise ValueError(f"--data-file: unknown dataset {', '.join(unknown)}; choose from {', '.join(data.DATASETS)}")
+    return {name: data.load_files(name, files[name]) if name in files else data.load(name, args.data_dir)
+            for name in args.datasets}
+
+
+def report_records(args):
+    """The score records under --cache-dir made with this run's scoring and extraction options: the
+    newest per (model, dataset); the others are counted and named in a warning."""
+    scoring = scoring_of(args)
+    wanted = {k: v for k, v in extraction_of(args).items() if k in ("dtype", "readout", "token_type_ids")}
+    found, other = {}, 0
+    for path in sorted(Path(args.cache_dir, "scores").glob("*/*.json"), key=lambda f: f.stat().st_mtime):
+        rec = read_record(path)
+        if rec is None:
+            continue
+        if rec["scoring"] != scoring or any(rec["provenance"].get(k) != v for k, v in wanted.items()):
+            other += 1
+            continue
+        found[(rec["model"], rec["dataset"])] = rec
+    if other:
+        print(f"{other} record(s) made with other options (--cv, --numerics, --cutoff, --embeddings, "
+              f"--dtype, --readout, --token-type-ids) are not shown", file=sys.stderr)
+    return list(found.values())
 
 
 def main(argv=None):
@@ -649,28 +876,44 @@ def main(argv=None):
     import models
     banner, info, loaded, names = "", dict(models.MODELS), {}, []
     try:
+        out = check_out(args.out, args.force)
+        _writable(args.cache_dir, "--cache-dir")
+        dirs = {}
         if args.demo:
             args.cache_dir = str(Path(args.cache_dir, "demo"))
             loaded, info = demo(args.cache_dir)
             names, args.datasets = list(info), list(loaded)
             banner = "# SYNTHETIC DEMO: tiny random-weight models, planted responses. Not real results.\n"
         elif not args.report:
+            models.check_device(args.device)
             wanted = [m for m, i in info.items() if not i.appendix] if args.all else \
                 args.models or ["t5-small", "flan-t5-small"]
             resolved = [models.resolve(m) for m in wanted]
             info |= {i.name: i for i in resolved if i.name not in info}
             names = [i.name for i in resolved]
+            dirs = model_dirs(args, names)
+            loaded = load_datasets(args)
         records = []
         for model in names:
             for dataset in args.datasets:
-                if dataset not in loaded:
-                    loaded[dataset] = data.load(dataset, args.data_dir)
-                rec = run_one(model, dataset, loaded[dataset], args, info[model],
-                              info[model].hub_id if args.demo else None)
+                rec = run_one(info[model], dataset, loaded[dataset], args.cache_dir,
+                              extraction_of(args, dirs.get(model)), scoring_of(args))
                 print(f"{model} | {dataset}: {rec['score']:.4f} (MAD over subjects {rec['mad']:.4f}, "
-                      f"best layer {rec['best_layer']}, ceiling {rec['ceiling']:.3f})"
+                      f"layer {rec['best_layer_name']}, ceiling {rec['ceiling']:.3f})"
                       f"{' [cached]' * bool(rec.get('cached'))}", flush=True)
                 records.append(rec)
+        if args.report:
+            records = report_records(args)
+            if not records:
+                raise ValueError(f"no score records under {Path(args.cache_dir, 'scores')} for these options "
+                                 f"(--cv {args.cv}, --numerics {args.numerics}, --dtype {args.dtype}, "
+                                 f"--readout {args.readout}, ...): run some models first, pass the options "
+                                 f"they were run with, or point --cache-dir at their cache. Nothing was written.")
+            for rec in records:      # models outside the registry: what their records say
+                info.setdefault(rec["model"], models.ModelInfo(
+                    rec["model"], rec["model"], "", rec.get("params") or float("nan"), 0, rec.get("base")))
+                if rec["data"].get("checksum") == "synthetic":
+                    banner = banner or "# SYNTHETIC DEMO records: tiny random-weight models, planted responses.\n"
     except (ValueError, OSError, data.DownloadError) as err:
         raise SystemExit(f"brainalign: {err}") from err
     except RuntimeError as err:
@@ -679,24 +922,16 @@ def main(argv=None):
         raise SystemExit("brainalign: out of memory. Try --dtype float16 or bfloat16, a smaller "
                          "--batch-size, or --device map (needs accelerate) to spread a large model "
                          "over several GPUs.") from err
-    if args.report:
-        pattern = f"*/*.cv-{args.cv}.cutoff-{args.cutoff:g}.json"
-        records = [json.loads(f.read_text()) for f in sorted(Path(args.cache_dir, "scores").glob(pattern))]
-        if not records:
-            print(f"no scores under {args.cache_dir}/scores for --cv {args.cv} --cutoff {args.cutoff:g}: "
-                  "run some models first, or point --cache-dir at the cache they wrote", file=sys.stderr)
-        for rec in records:      # models outside the registry: what their records say
-            info.setdefault(rec["model"], models.ModelInfo(
-                rec["model"], rec["model"], "", rec.get("params") or float("nan"), 0, rec.get("base")))
     scores, layers, ceilings = collect(records, args.normalize)
     all_tables = tables(scores, layers, ceilings, info, args.normalize)
     config = {"args": vars(args), "models": names, "split_seed": 1, "bootstrap_seed": 0,
+              "pipeline": PIPELINE_VERSION, "scoring": scoring_of(args),
+              "records": {f"{r['model']} | {r['dataset']}": r["key"] for r in records},
               "versions": {m: getattr(sys.modules.get(m), "__version__", None)
                            for m in ("numpy", "scipy", "torch", "transformers", "h5py")}
               | {"python": sys.version.split()[0]}}
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    write_report(args.out, all_tables, config, banner)
-    plot(args.out, scores, info, list(all_tables.values())[2])
+    write_report(out, all_tables, config, banner)
+    plot(out, scores, info, list(all_tables.values())[2])
     return all_tables
 
 

@@ -43,7 +43,7 @@ import sys
 import tempfile
 import urllib.request
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import h5py
@@ -69,6 +69,9 @@ class Dataset:
     sample_tr: np.ndarray | None = None  # (n_samples,) int: index in the full timeline of each response row
     n_tr: int = 0                        # length of the full TR timeline (1,351 for Wehbe2014)
     first_word: int = 0                  # words before this index get no features (Wehbe: 20)
+    files: dict = field(default_factory=dict)   # file name -> sha1 of what was read (score records keep it)
+    checksum: str = "synthetic"          # "verified" (sha1 as registered), "unpublished" (no sha1 to check),
+                                         #   "skipped" (read by hand, --data-file), "synthetic"
 
 
 @dataclass(frozen=True)
@@ -164,9 +167,19 @@ def data_home(data_dir: str | Path | None = None) -> Path:
 
 
 def fetch(name: str, data_dir: str | Path | None = None, download: bool = True) -> list[Path]:
-    """Paths of the dataset's files in the data folder, each downloaded if missing and checked."""
+    """Paths of the dataset's files in the data folder, each downloaded if missing and checked. Every
+    file that cannot be had is reported in one error, not one at a time."""
     folder = data_home(data_dir)
-    return [_fetch_file(remote, folder, download) for remote in info(name).files]
+    paths, failed = [], []
+    for remote in info(name).files:
+        try:
+            paths.append(_fetch_file(remote, folder, download))
+        except DownloadError as err:
+            failed.append(str(err))
+    if failed:
+        raise DownloadError(f"{len(failed)} of {len(info(name).files)} file(s) of {name} are missing or "
+                            "bad:\n\n" + "\n\n".join(failed))
+    return paths
 
 
 def _fetch_file(remote: Remote, folder: Path, download: bool) -> Path:
@@ -176,7 +189,11 @@ def _fetch_file(remote: Remote, folder: Path, download: bool) -> Path:
         return path
     if not download:
         raise DownloadError(_by_hand(remote, path, f"{path} does not exist and downloading is off."))
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DownloadError(_by_hand(remote, path, f"{path} is missing and {folder} cannot be created "
+                                                   f"({e.strerror}).")) from None
     tried = []
     for url in remote.urls:
         try:
@@ -220,10 +237,15 @@ def _check_sha1(path: Path, remote: Remote) -> None:
     got = sha1sum(path)
     if got != remote.sha1:
         bad = path.with_name(path.name + ".bad")
-        os.replace(path, bad)
+        try:
+            os.replace(path, bad)
+            moved = f"it was moved aside to {bad} and will not be used"
+        except OSError as e:             # a read-only data folder: say what is wrong all the same
+            moved = f"it could not be moved aside ({e.strerror}) and will not be used"
         raise DownloadError(f"{path} has sha1 {got}, expected {remote.sha1} (truncated or a different "
-                            f"file); it was moved aside to {bad} and will not be used. Run again to "
-                            f"download a fresh copy, or put the right file at {path}.")
+                            f"file); {moved}. Run again to download a fresh copy, put the right file "
+                            f"at {path}, or, if it is another packaging of the same data, read it "
+                            f"without the checksum with --data-file DATASET={path}.")
 
 
 def _by_hand(remote: Remote, path: Path, reason: str) -> str:
@@ -473,11 +495,25 @@ _LOADERS = {"Pereira2018": load_pereira2018, "Blank2014": load_blank2014,
 
 def load(name: str, data_dir: str | Path | None = None, download: bool = True) -> list[Dataset]:
     """The dataset's parts to score separately and average (Pereira2018: 243sentences, 384sentences)."""
-    return load_files(name, fetch(name, data_dir, download))
+    remotes, paths = info(name).files, fetch(name, data_dir, download)
+    files = {p.name: r.sha1 or sha1sum(p) for r, p in zip(remotes, paths)}    # registered sha1s were checked
+    return [replace(part, files=files, checksum="verified" if all(r.sha1 for r in remotes) else "unpublished")
+            for part in _read(name, paths)]
 
 
 def load_files(name: str, paths: list[str | Path]) -> list[Dataset]:
-    """Read files the caller names, under any file name and without a checksum (formats are checked)."""
+    """Read files the caller names, under any file name and without a checksum (formats are checked);
+    the parts record the sha1 of what was read and checksum="skipped"."""
+    paths = _check_paths(name, paths)
+    files = {p.name: sha1sum(p) for p in paths}
+    return [replace(part, files=files, checksum="skipped") for part in _read(name, paths)]
+
+
+def _read(name: str, paths: list[Path]) -> list[Dataset]:
+    return _LOADERS[name](paths)
+
+
+def _check_paths(name: str, paths: list[str | Path]) -> list[Path]:
     expected = info(name).files
     paths = [Path(p) for p in paths]
     if len(paths) != len(expected):
@@ -486,7 +522,7 @@ def load_files(name: str, paths: list[str | Path]) -> list[Dataset]:
     for path in paths:
         if not path.is_file():
             raise ValueError(f"{path} is not a file")
-    return _LOADERS[name](paths)
+    return paths
 
 
 # --------------------------------------------------------------------------- synthetic (demo)
@@ -536,11 +572,21 @@ def synthetic(readout, sentences: list[str], seed: int = 0, noise: float = 1.0) 
     return out
 
 
-if __name__ == "__main__":
-    if len(sys.argv) < 2:
+def main(argv: list[str]) -> None:
+    """python data.py NAME [FOLDER | FILE ...]: download (or read) a dataset and describe it."""
+    if not argv or argv[0] not in DATASETS:
         sys.exit(f"usage: python data.py {{{','.join(DATASETS)}}} [FOLDER | FILE ...]")
-    name, where = sys.argv[1], sys.argv[2:]
+    name, where = argv[0], argv[1:]
     is_file = bool(where) and Path(where[0]).is_file()
-    for d in load_files(name, where) if is_file else load(name, where[0] if where else None):
+    try:
+        parts = load_files(name, where) if is_file else load(name, where[0] if where else None)
+    except (ValueError, OSError, DownloadError) as err:
+        sys.exit(f"data.py: {err}")
+    for d in parts:
         print(f"{d.name}: {len(d.texts)} stimuli, {len(set(d.groups))} groups, responses "
-              f"{d.responses.shape}, {len(set(d.subjects))} subjects, ceiling {d.ceiling}, cv {d.cv}")
+              f"{d.responses.shape}, {len(set(d.subjects))} subjects, ceiling {d.ceiling}, cv {d.cv}, "
+              f"checksum {d.checksum}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
