@@ -540,15 +540,25 @@ def correlations(scores, info, tuned):
     return rows
 
 
-def collect(records, normalize_scores=False):
+def collect(records, normalize_scores=False, layer_choice="dataset"):
     """Score records -> ({model: {dataset: score, "Average": mean over the paper's datasets run}},
-    {model: {dataset: best layer}}, {dataset: ceiling})."""
+    {model: {dataset: best layer name}}, {dataset: ceiling}). layer_choice "pereira": every
+    Brain-Score dataset is read at the layer chosen on Pereira2018, as the authors' registrations
+    were ("layer assignment based on choosing the maximally scoring layer on Pereira2018-encoding",
+    brain-score/language f9a403e models/t5/__init__.py and 91c88b1 models/llama/__init__.py)."""
     scores, layers, ceilings = {}, {}, {}
+    pereira = {r["model"]: r for r in records if r["dataset"] == "Pereira2018"}
     for rec in records:
-        value = rec["score"] if not normalize_scores else float(np.mean(   # Brain-Score: per part
-            [normalize(p["layers"][rec["best_layer"]], p["ceiling"]) for p in rec["parts"].values()]))
+        best = rec["best_layer"]
+        ref = pereira.get(rec["model"])
+        if (layer_choice == "pereira" and ref and rec["dataset"] not in ("Pereira2018", "Wehbe2014")
+                and ref["layer_names"] == rec["layer_names"]):
+            best = ref["best_layer"]
+        parts = rec["parts"].values()
+        value = float(np.mean([normalize(p["layers"][best], p["ceiling"]) for p in parts])) \
+            if normalize_scores else float(np.mean([p["layers"][best] for p in parts]))  # Brain-Score: per part
         scores.setdefault(rec["model"], {})[rec["dataset"]] = value
-        layers.setdefault(rec["model"], {})[rec["dataset"]] = rec["best_layer"]
+        layers.setdefault(rec["model"], {})[rec["dataset"]] = rec["layer_names"][best]
         ceilings[rec["dataset"]] = rec["ceiling"]
     averaged = [d for d in PAPER_DATASETS if d in ceilings] or sorted(ceilings)
     for m in scores:
@@ -569,7 +579,7 @@ def tables(scores, layers, ceilings, info, normalized=False):
             row[d] = scores[m].get(d)
             if not normalized and np.isfinite(paper.get(d) or np.nan) and d in scores[m]:
                 row[f"{d} paper"], row[f"{d} diff"] = paper[d], scores[m][d] - paper[d]
-        row["best layers"] = " ".join(f"{d[0]}{layers[m][d]}" for d in columns if d in layers[m])
+        row["layers"] = " ".join(f"{d[0]}:{layers[m][d]}" for d in columns if d in layers[m])
         alignment.append(row)
     pairs = [(m, i.base) for m, i in info.items() if i.base and (m in scores or i.base in scores)]
     cmp = compare_pairs(scores, pairs, tuple(columns) + ("Average",))
@@ -733,6 +743,10 @@ def parse_args(argv=None):
     p.add_argument("--embeddings", action="store_true",
                    help="let the embedding outputs compete for the best layer (the paper counts "
                         "blocks only; they are always scored and recorded)")
+    p.add_argument("--layer-choice", default="dataset", choices=["dataset", "pereira"],
+                   help="dataset: each dataset's own best layer (the paper's text); pereira: Blank2014 "
+                        "(and the other Brain-Score datasets) read at the layer chosen on Pereira2018, "
+                        "as the authors registered one layer per model in Brain-Score")
     p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--cache-dir", default=os.environ.get("BRAINALIGN_CACHE", "~/.cache/brainalign"),
                    help="activations and scores (env BRAINALIGN_CACHE)")
@@ -922,7 +936,7 @@ def main(argv=None):
         raise SystemExit("brainalign: out of memory. Try --dtype float16 or bfloat16, a smaller "
                          "--batch-size, or --device map (needs accelerate) to spread a large model "
                          "over several GPUs.") from err
-    scores, layers, ceilings = collect(records, args.normalize)
+    scores, layers, ceilings = collect(records, args.normalize, args.layer_choice)
     all_tables = tables(scores, layers, ceilings, info, args.normalize)
     config = {"args": vars(args), "models": names, "split_seed": 1, "bootstrap_seed": 0,
               "pipeline": PIPELINE_VERSION, "scoring": scoring_of(args),

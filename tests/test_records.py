@@ -31,6 +31,19 @@ def test_pereira_layer_is_chosen_on_the_mean_of_its_experiments():
         ba.choose_layer({"x": {"layers": [0.5]}}, ["embeddings"])
 
 
+def test_layer_choice_pereira_reads_blank_at_the_pereira_layer():
+    names = ["embeddings", "block.0", "block.1"]
+    recs = [{"model": "m", "dataset": "Pereira2018", "best_layer": 2, "layer_names": names, "ceiling": 0.36,
+             "parts": {"243": {"layers": [0, 0.2, 0.3], "ceiling": 0.35}, "384": {"layers": [0, 0.2, 0.3], "ceiling": 0.36}}},
+            {"model": "m", "dataset": "Blank2014", "best_layer": 1, "layer_names": names, "ceiling": 0.21,
+             "parts": {"Blank2014": {"layers": [0, 0.15, 0.05], "ceiling": 0.21}}}]
+    scores, layers, _ = ba.collect(recs)
+    assert scores["m"]["Blank2014"] == 0.15 and layers["m"]["Blank2014"] == "block.0"
+    scores, layers, _ = ba.collect(recs, layer_choice="pereira")
+    assert scores["m"]["Blank2014"] == 0.05 and layers["m"]["Blank2014"] == "block.1"
+    assert scores["m"]["Pereira2018"] == 0.3
+
+
 # --------------------------------------------------------------------------- relative change
 def test_a_vanilla_score_at_or_below_zero_gets_no_percentage():
     scores = {"t1": {"Pereira2018": 0.30, "Average": 0.30}, "v1": {"Pereira2018": 0.20, "Average": 0.20},

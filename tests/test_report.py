@@ -88,8 +88,9 @@ def test_markdown_table():
 def test_normalisation_is_per_part_then_averaged():
     # Pereira2018 as Brain-Score scores it: each experiment divided by its own ceiling, then averaged
     rec = {"model": "m", "dataset": "Pereira2018", "score": 0.2, "ceiling": 0.3, "best_layer": 1,
+           "layer_names": ["block.0", "block.1"],
            "parts": {"243": {"layers": [0.0, 0.1], "ceiling": 0.2}, "384": {"layers": [0.5, 0.3], "ceiling": 0.4}}}
     scores, layers, ceilings = ba.collect([rec], normalize_scores=True)
     assert scores["m"]["Pereira2018"] == pytest.approx((0.1 / 0.2 + 0.3 / 0.4) / 2)
-    assert ba.collect([rec])[0]["m"]["Pereira2018"] == 0.2 and layers["m"]["Pereira2018"] == 1
+    assert ba.collect([rec])[0]["m"]["Pereira2018"] == 0.2 and layers["m"]["Pereira2018"] == "block.1"
     assert np.isnan(ba.normalize(0.1, float("nan")))        # no published ceiling: no normalised score
