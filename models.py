@@ -412,8 +412,7 @@ def layer_names(model: str, model_dir: str | Path | None = None, revision: str |
     """Names of extract()'s output layers, in order (reads the model's config only). A layer whose name
     ends in "embeddings" is the input to the first block: recorded, but not a candidate for the best
     layer unless asked (the paper counts blocks only)."""
-    info = resolve(model)
-    source = str(model_dir or (info.hub_id if not info.delta_base else info.delta_base))
+    source = str(model_dir or resolve(model).hub_id)
     return _layer_names(_config(source, {"revision": revision} if revision and not model_dir else {}), readout)
 
 
