@@ -202,3 +202,37 @@ def test_predictions_equal_sklearn_linear_regression():
         x, y = rng.normal(size=(n, p)) + 1.0, rng.normal(size=(n, 4))
         ref = linear_model.LinearRegression().fit(x[:-8], y[:-8]).predict(x[-8:])
         np.testing.assert_allclose(ba.predict(x[:-8], y[:-8], x[-8:]), ref, atol=1e-8)
+
+
+# --- one Gram matrix per layer against the per-split path ----------------------
+
+def designed(n, p, singular_values, seed):
+    """X (n, p) = U diag(s) V^T + an offset, with orthonormal U (orthogonal to the constant vector, so
+    the centred X has these singular values) and V: the relative sizes are under the test's control."""
+    rng = np.random.default_rng(seed)
+    u = np.linalg.qr(np.c_[np.ones(n), rng.normal(size=(n, len(singular_values)))])[0][:, 1:]
+    v = np.linalg.qr(rng.normal(size=(p, len(singular_values))))[0]
+    return (u * singular_values) @ v.T + rng.normal(size=p)
+
+
+def per_split_r(x, y, splits, cond, fit):
+    return np.stack([ba.pearson(fit(x[tr], y[tr], x[te], cond), y[te]) for tr, te in splits])
+
+
+@pytest.mark.parametrize("kind", ["rank-deficient", "nearly collinear"])
+def test_one_gram_per_layer_equals_the_per_split_path(kind):
+    rng = np.random.default_rng(6)
+    n, p = 60, 100                                     # every n_train <= p: the Gram path
+    base = rng.normal(size=(n, 8))
+    x = base @ rng.normal(size=(8, p)) + 2.0           # rank 8 (centred: 8) in 100 columns
+    if kind == "nearly collinear":
+        x += 1e-3 * rng.normal(size=(n, p))            # full rank, 52 singular values ~1e-4 s_max
+    y = x[:, :3] @ rng.normal(size=(3, 5)) + rng.normal(size=(n, 5)) + 10.0
+    splits = ba.shuffle_splits(n)
+    ours = ba.cross_validate(x, y, splits)
+    # a Gram matrix squares the condition number, so both Gram paths round at ~(s_max/s_min)^2 * eps
+    # = 1e-8 here (measured: r 4e-8 between the paths, 6e-8 from lstsq; predictions 5e-7)
+    np.testing.assert_allclose(ours, per_split_r(x, y, splits, 1e-6, ba.predict), atol=1e-6)
+    np.testing.assert_allclose(ours, per_split_r(x, y, splits, 1e-6, lstsq_predictions), atol=1e-6)
+    per_split = np.concatenate([ba.predict(x[tr], y[tr], x[te]) for tr, te in splits])
+    np.testing.assert_allclose(ba.predict_splits(x, y, splits), per_split, atol=5e-6)   # 5e-7
