@@ -29,15 +29,16 @@ def shuffle_splits(n, n_splits=10, train_size=0.9, seed=1):
     index. One RandomState draws a fresh permutation per split; the test set is its head."""
     n_train = int(np.floor(train_size * n))
     n_test = n - n_train
-    if n_train < 2 or n_test < 2:
+    if n_train < 2 or n_test < 3:
         raise ValueError(f"too few stimuli for {train_size:.0%} shuffle splits: n={n} gives "
-                         f"{n_train} train / {n_test} test; need at least 2 of each")
+                         f"{n_train} train / {n_test} test; need at least 2 train and 3 test "
+                         "(with 2, every Pearson r is +-1)")
     rng = np.random.RandomState(seed)
     splits = []
     for _ in range(n_splits):
         perm = rng.permutation(n)
         splits.append((perm[n_test:n_test + n_train], perm[:n_test]))
-    return _checked(splits, n)
+    return check_splits(splits, n)
 
 
 def kfold_splits(n, n_folds=4, gap=0, groups=None):
@@ -71,15 +72,32 @@ def kfold_splits(n, n_folds=4, gap=0, groups=None):
         elif gap:
             test = test[gap:-gap]
         splits.append((train, test))
-    return _checked(splits, n)
+    return check_splits(splits, n)
 
 
-def _checked(splits, n):
+def check_splits(splits, n):
+    """Raise ValueError unless every (train, test) pair indexes n samples sensibly: integer indices in
+    [0, n), no index twice, train and test disjoint (an overlap predicts stimuli the fit has seen),
+    at least 2 train samples and 3 test samples (with 2, every Pearson r is +-1)."""
+    if len(splits) == 0:
+        raise ValueError("no splits given")
     for i, (train, test) in enumerate(splits):
-        if len(train) < 2 or len(test) < 2:
+        for name, idx in (("train", np.asarray(train)), ("test", np.asarray(test))):
+            if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+                raise ValueError(f"split {i}: {name} must be a 1-D array of integer indices (got "
+                                 f"dtype {idx.dtype}, shape {idx.shape}); use np.flatnonzero on a mask")
+            if idx.size and (idx.min() < 0 or idx.max() >= n):
+                raise ValueError(f"split {i}: {name} indices must lie in [0, {n}) for {n} stimuli; "
+                                 f"got {idx.min()}..{idx.max()}")
+            if np.unique(idx).size != idx.size:
+                raise ValueError(f"split {i}: {name} lists a stimulus more than once")
+        if np.intersect1d(train, test).size:
+            raise ValueError(f"split {i}: train and test share {np.intersect1d(train, test).size} "
+                             "stimuli; a test stimulus must not be in the fit")
+        if len(train) < 2 or len(test) < 3:
             raise ValueError(f"split {i} has {len(train)} train / {len(test)} test samples (n={n}); "
+                             "need at least 2 train and 3 test (with 2, every Pearson r is +-1): "
                              "use fewer folds or a smaller gap")
-        assert np.intersect1d(train, test).size == 0, "train and test overlap"
     return splits
 
 
@@ -244,8 +262,14 @@ def _check(features, responses):
 
 def cross_validate(features, responses, splits, cond=1e-6):
     """Pearson r of every target on every test split -> (n_splits, n_targets).
-    features (n_stimuli, n_features), responses (n_stimuli, n_targets)."""
+    features (n_stimuli, n_features), responses (n_stimuli, n_targets). Every split is checked
+    (check_splits); a test set under 10 samples warns, as its r is too noisy to rank layers by."""
     x, y = _check(features, responses)
+    check_splits(splits, len(x))
+    small = [i for i, (_, test) in enumerate(splits) if len(test) < 10]
+    if small:
+        warnings.warn(f"{len(small)} split(s) (first: split {small[0]}) test fewer than 10 stimuli: "
+                      "their Pearson r are very noisy; use fewer folds if you can")
     if cond < GRAM_CUTOFF or max(len(train) for train, _ in splits) > x.shape[1]:
         return np.stack([pearson(predict(x[train], y[train], x[test], cond), y[test])
                          for train, test in splits])
