@@ -219,17 +219,29 @@ def predict_splits(x, y, splits, cond=1e-6):
 
 def pearson(a, b):
     """Pearson r between matching columns of a and b, both (n, n_targets) -> (n_targets,).
-    A column with zero variance on either side has no defined r: it scores 0 (and warns), so it can
-    neither poison a median with NaN nor inflate it."""
+    A column that is constant on either side, exactly or up to rounding (see _spread), has no
+    defined r: it scores 0 (and warns), so it can neither poison a median with NaN nor inflate it."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
-    den = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
-    ok = den > 0
+    ac, bc = a - a.mean(axis=0), b - b.mean(axis=0)
+    norm_a, norm_b = _spread(a, ac), _spread(b, bc)
+    ok = (norm_a > 0) & (norm_b > 0)
     if not ok.all():
         warnings.warn(f"{(~ok).sum()} constant column(s) have no Pearson r; scored as 0")
-    return np.where(ok, (a * b).sum(axis=0) / np.where(ok, den, 1.0), 0.0)
+    return np.where(ok, (ac * bc).sum(axis=0) / np.where(ok, norm_a * norm_b, 1.0), 0.0)
+
+
+def _spread(x, xc):
+    """Norm of each centred column of x (n, k), or 0 where the column is constant up to rounding.
+    A constant column's centred values are the rounding error of its computed mean, at most
+    n * eps * max|x| (the worst-case bound of a sum of n terms), so their norm is at most sqrt(n)
+    times that: e.g. 0.1 or 1000/3 repeated centre to ~1e-17 and ~1e-14, not 0, and would correlate
+    at |r| ~ 0.9 with the prediction's rounding noise. A real signal that small (a relative spread of
+    ~1e-13 for 40 samples) is far below what any measurement, float32 included, resolves."""
+    n = len(x)
+    norm = np.sqrt((xc * xc).sum(axis=0))
+    bound = np.sqrt(n) * n * np.finfo(np.float64).eps * np.abs(x).max(axis=0, initial=0.0)
+    return np.where(norm > bound, norm, 0.0)
 
 
 # -----------------------------------------------------------------------------

@@ -261,3 +261,23 @@ def test_one_gram_per_layer_equals_the_per_split_path(kind):
     np.testing.assert_allclose(ours, per_split_r(x, y, splits, 1e-6, lstsq_predictions), atol=1e-6)
     per_split = np.concatenate([ba.predict(x[tr], y[tr], x[te]) for tr, te in splits])
     np.testing.assert_allclose(ba.predict_splits(x, y, splits), per_split, atol=5e-6)   # 5e-7
+
+
+@pytest.mark.parametrize("value", [0.1, 1000 / 3])
+def test_numerically_constant_target_scores_zero(value):
+    # centred, such a column is ~1e-17 (0.1) or ~1e-14 (1000/3), not 0: without a test relative to
+    # the column's scale its r against the prediction's rounding noise is large and meaningless
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(120, 200))
+    y = np.c_[x[:, :2] @ rng.normal(size=(2, 2)) + 0.1 * rng.normal(size=(120, 2)), np.full(120, value)]
+    splits = ba.shuffle_splits(120, n_splits=3)                                  # 12 test stimuli
+    test = y[splits[0][1]]
+    assert np.abs(test - test.mean(axis=0))[:, 2].max() > 0                      # not exactly 0
+    with pytest.warns(UserWarning, match="constant column"):
+        r = ba.cross_validate(x, y, splits)
+    assert (r[:, 2] == 0.0).all() and (r[:, :2] > 0.2).all()
+    with pytest.warns(UserWarning, match="constant column"):
+        assert ba.pearson(test[:, 2:] + rng.normal(size=(12, 1)), test[:, 2:])[0] == 0.0
+    # a tiny but real spread is still scored
+    tiny = value * (1 + 1e-9 * rng.normal(size=(12, 1)))
+    assert abs(ba.pearson(tiny, tiny)[0] - 1.0) < 1e-6
