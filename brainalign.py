@@ -107,6 +107,7 @@ def check_splits(splits, n):
 # A Gram matrix squares the singular values, so its eigenvalues resolve them only down to ~1e-7 s_max
 # (float64 rounding is ~1e-16 of the largest eigenvalue): a smaller cutoff needs the SVD of X itself.
 GRAM_CUTOFF = 1e-7
+NUMERICS = ("float64", "brainscore-2023")         # see cross_validate
 
 
 def zscore(x, axis=0):
@@ -217,6 +218,29 @@ def predict_splits(x, y, splits, cond=1e-6):
     return op @ y
 
 
+def predict_brainscore_2023(x_train, y_train, x_test):
+    """The predictions (n_test, n_targets), float32, that Brain-Score's regression made in 2023:
+    sklearn LinearRegression().fit(x_train, y_train).predict(x_test) with sklearn <= 1.5 on float32
+    activations, step for step (it is the regression of brain-score/language 1041be4,
+    brainscore_language/metrics/linear_predictivity/metric.py: linear_regression). What it leaves
+    behind is float32 rounding: singular values down to 1.2e-7 s_max are kept and resolved in
+    float32, which moves r by up to ~1e-3 per target and the score by up to ~6e-4 from the exact fit.
+    Only the same LAPACK call reproduces that noise, so this costs what Brain-Score's fit cost
+    (a float32 lstsq per split with every target as a right-hand side)."""
+    # the float32 activations Brain-Score passed, rows in stored order (Brain-Score sorts them by
+    # stimulus_id before fitting; the order changes only the float32 rounding of the means)
+    x = np.asarray(x_train, dtype=np.float32)
+    # sklearn 1.5 linear_model/_base.py _preprocess_data: y = check_array(y, dtype=X.dtype), then
+    # X_offset = np.average(X, axis=0), X -= X_offset, y -= np.average(y, axis=0), all in float32
+    y = np.asarray(y_train).astype(np.float32)
+    x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
+    # LinearRegression.fit: scipy.linalg.lstsq(X, y) with cond=None, i.e. gelsd with a relative
+    # cutoff of float32 eps (sklearn 1.6 passes max(n, p) * eps, 1.9 passes 1e-6)
+    coef = scipy.linalg.lstsq(x - x_mean, y - y_mean)[0]          # (p, n_targets) float32
+    # _set_intercept and _decision_function: X @ coef + (y_offset - X_offset @ coef)
+    return np.asarray(x_test, dtype=np.float32) @ coef + (y_mean - x_mean @ coef)
+
+
 def pearson(a, b):
     """Pearson r between matching columns of a and b, both (n, n_targets) -> (n_targets,).
     A column that is constant on either side, exactly or up to rounding (see _spread), has no
@@ -272,16 +296,27 @@ def _check(features, responses):
     return x.astype(np.float64), y.astype(np.float64)
 
 
-def cross_validate(features, responses, splits, cond=1e-6):
+def cross_validate(features, responses, splits, cond=1e-6, numerics="float64"):
     """Pearson r of every target on every test split -> (n_splits, n_targets).
     features (n_stimuli, n_features), responses (n_stimuli, n_targets). Every split is checked
-    (check_splits); a test set under 10 samples warns, as its r is too noisy to rank layers by."""
+    (check_splits); a test set under 10 samples warns, as its r is too noisy to rank layers by.
+    numerics: "float64", the exact least-squares fit with relative cutoff `cond`; or
+    "brainscore-2023", what Brain-Score computed for the paper (predict_brainscore_2023; `cond` unused)."""
+    if numerics not in NUMERICS:
+        raise ValueError(f"numerics must be one of {', '.join(NUMERICS)}; got {numerics!r}")
     x, y = _check(features, responses)
     check_splits(splits, len(x))
     small = [i for i, (_, test) in enumerate(splits) if len(test) < 10]
     if small:
         warnings.warn(f"{len(small)} split(s) (first: split {small[0]}) test fewer than 10 stimuli: "
                       "their Pearson r are very noisy; use fewer folds if you can")
+    if numerics == "brainscore-2023":
+        # Brain-Score 1041be4 linear_predictivity/metric.py: scipy.stats.pearsonr per neuroid, in
+        # float64 on the float32 predictions, as pearson() computes it. (A constant target gave NaN
+        # there, which the median skipped; here it scores 0, as in the float64 mode.)
+        return np.stack([pearson(predict_brainscore_2023(x[np.sort(train)], y[np.sort(train)],
+                                                         x[np.sort(test)]), y[np.sort(test)])
+                         for train, test in splits])
     if cond < GRAM_CUTOFF or max(len(train) for train, _ in splits) > x.shape[1]:
         return np.stack([pearson(predict(x[train], y[train], x[test], cond), y[test])
                          for train, test in splits])
@@ -305,10 +340,10 @@ def summarize(r, subjects=None, center=np.median):
                  per_subject=per_subject, mad=float(np.median(np.abs(subj - np.median(subj)))))
 
 
-def score(features, responses, splits, subjects=None, cond=1e-6):
+def score(features, responses, splits, subjects=None, cond=1e-6, numerics="float64"):
     """Cross-validated linear predictivity of responses (n_stimuli, n_targets) from features
-    (n_stimuli, n_features) -> Score."""
-    return summarize(cross_validate(features, responses, splits, cond), subjects)
+    (n_stimuli, n_features) -> Score. numerics: see cross_validate."""
+    return summarize(cross_validate(features, responses, splits, cond, numerics), subjects)
 
 
 @dataclass
@@ -318,13 +353,13 @@ class LayerScores:
     best: Score               # the full Score of that layer
 
 
-def score_layers(layers, responses, splits, subjects=None, cond=1e-6, progress=None):
+def score_layers(layers, responses, splits, subjects=None, cond=1e-6, progress=None, numerics="float64"):
     """Score every layer of layers (n_stimuli, n_layers, n_features) -> LayerScores."""
     layers = np.asarray(layers)
     if layers.ndim != 3 or layers.shape[1] == 0:
         raise ValueError(f"layers must be (n_stimuli, n_layers, n_features) with at least one layer; "
                          f"got shape {layers.shape}")
-    return best_of([score(layers[:, i], responses, splits, subjects, cond)
+    return best_of([score(layers[:, i], responses, splits, subjects, cond, numerics)
                     for i in _bar(range(layers.shape[1]), progress, "layers")])
 
 
@@ -413,11 +448,12 @@ def splits_for(ds, cv="dataset"):
     return kfold_splits(n, ds.n_folds, ds.gap) if ds.cv == "kfold" else kfold_splits(n, 10)
 
 
-def score_part(acts, ds, cv="dataset", cond=1e-6, progress=True):
-    """Every layer of acts (n_stimuli, n_layers, n_features) scored on one dataset part -> LayerScores."""
+def score_part(acts, ds, cv="dataset", cond=1e-6, progress=True, numerics="float64"):
+    """Every layer of acts (n_stimuli, n_layers, n_features) scored on one dataset part -> LayerScores.
+    numerics (see cross_validate) applies to Brain-Score's datasets; time series use the float64 fit."""
     splits = splits_for(ds, cv)
     if ds.word_tr is None:
-        return score_layers(acts, ds.responses, splits, ds.subjects, cond, progress)
+        return score_layers(acts, ds.responses, splits, ds.subjects, cond, progress, numerics)
     # time series: the mean r over voxels, as Toneva & Wehbe's and Aw & Toneva's scripts report it
     # (the paper does not say; Brain-Score's median is the other choice)
     return best_of([summarize(cross_validate_time_series(acts[:, i], ds, splits, cond), ds.subjects,
@@ -430,18 +466,19 @@ def run_one(model, dataset, parts, args, info=None, source=None):
     averaged. info: the model's ModelInfo (base and size go into the record, so --report can pair
     models outside the registry); source: what models.extract loads, when not the model's name."""
     safe = model.strip("/").replace("/", "--")
-    path = Path(args.cache_dir, "scores", safe, f"{dataset}.cv-{args.cv}.cutoff-{args.cutoff:g}.json")
+    path = Path(args.cache_dir, "scores", safe, f"{dataset}.cv-{args.cv}.{fit_key(args)}.json")
     if path.exists():
         return json.loads(path.read_text()) | {"cached": True}
     import models
-    rec = {"model": model, "dataset": dataset, "cv": args.cv, "cutoff": args.cutoff, "parts": {},
+    rec = {"model": model, "dataset": dataset, "cv": args.cv, "cutoff": args.cutoff,
+           "numerics": args.numerics, "parts": {},
            "base": getattr(info, "base", None), "params": getattr(info, "params", None),
            "layer_names": models.layer_names(source or model, args.model_dir)}   # what the indices are
     for ds in parts:
         acts = models.extract(source or model, ds.texts, ds.groups, context_window=ds.context_window,
                               device=args.device, dtype=args.dtype, batch_size=args.batch_size,
                               cache_dir=args.cache_dir, dataset_key=ds.name, model_dir=args.model_dir)
-        ls = score_part(acts, ds, args.cv, args.cutoff)
+        ls = score_part(acts, ds, args.cv, args.cutoff, numerics=args.numerics)
         rec["parts"][ds.name] = {"score": ls.best.score, "best_layer": ls.best_layer,
                                  "layers": ls.scores.tolist(), "per_subject": ls.best.per_subject,
                                  "mad": ls.best.mad, "ceiling": ds.ceiling,
@@ -452,6 +489,11 @@ def run_one(model, dataset, parts, args, info=None, source=None):
     rec["best_layer"] = "/".join(str(p["best_layer"]) for p in done)
     write_atomic(path, json.dumps(rec, indent=1))
     return rec
+
+
+def fit_key(args):
+    """The part of a score file's name that says how the fit was computed."""
+    return f"cutoff-{args.cutoff:g}" if args.numerics == "float64" else args.numerics
 
 
 def write_atomic(path, text):
@@ -729,9 +771,15 @@ def parse_args(argv=None):
     p.add_argument("--cv", default="dataset", choices=["dataset", "shuffle", "kfold"],
                    help="dataset: Brain-Score's 10 shuffle splits (Pereira, Blank) and 4 contiguous "
                         "folds with gaps (Wehbe); kfold: 10 contiguous folds")
+    p.add_argument("--numerics", default="brainscore-2023", choices=NUMERICS,
+                   help="brainscore-2023 (default): the paper's fit, sklearn <= 1.5 LinearRegression "
+                        "on float32 activations (float32 lstsq, cutoff float32 eps), as slow as "
+                        "Brain-Score's; float64: the exact float64 fit with --cutoff, one Gram matrix "
+                        "per layer, about 100x faster")
     p.add_argument("--cutoff", type=float, default=1e-6,
-                   help="relative singular-value cutoff of the least-squares fit (sklearn >= 1.9: "
-                        "1e-6; 2.2e-16, machine epsilon, is what older sklearn used)")
+                   help="with --numerics float64: relative singular-value cutoff of the least-squares "
+                        "fit (sklearn >= 1.9 uses 1e-6, 1.6-1.8 max(n, p) x 2.2e-16; sklearn <= 1.5 on "
+                        "float32 input is --numerics brainscore-2023, not a cutoff)")
     args = p.parse_args(argv)
     args.cache_dir = str(Path(args.cache_dir).expanduser())
     return args
@@ -774,10 +822,10 @@ def main(argv=None):
                          "--batch-size, or --device map (needs accelerate) to spread a large model "
                          "over several GPUs.") from err
     if args.report:
-        pattern = f"*/*.cv-{args.cv}.cutoff-{args.cutoff:g}.json"
+        pattern = f"*/*.cv-{args.cv}.{fit_key(args)}.json"
         records = [json.loads(f.read_text()) for f in sorted(Path(args.cache_dir, "scores").glob(pattern))]
         if not records:
-            print(f"no scores under {args.cache_dir}/scores for --cv {args.cv} --cutoff {args.cutoff:g}: "
+            print(f"no scores under {args.cache_dir}/scores for --cv {args.cv} ({fit_key(args)}): "
                   "run some models first, or point --cache-dir at the cache they wrote", file=sys.stderr)
         for rec in records:      # models outside the registry: what their records say
             info.setdefault(rec["model"], models.ModelInfo(

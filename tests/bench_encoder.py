@@ -92,24 +92,22 @@ def model_time(n_layers, p, parts):
 def main(quick=False):
     voxels = 2000 if quick else 12000
     limit = gemm_gflops()
-    rows = []
+    print(f"float64 matrix product (3000^3): {limit:.1f} GFLOP/s", flush=True)
     for name, (n, p, t) in {"Pereira 384": (384, 4096, voxels),
                             "Pereira 243": (243, 4096, voxels * 2 // 3)}.items():
         x, y = problem(n, p, t)
         splits = ba.shuffle_splits(n)
         ours, t_ours = timed(lambda: ba.score(x, y, splits).score)
-        split_score, t_split = timed(per_split, x, y, splits)
-        ref, t_ref = timed(straightforward, x.astype(np.float64), y.astype(np.float64), splits)
-        assert abs(ours - ref) < 1e-8 and abs(ours - split_score) < 1e-10, (name, ours, ref)
         gflop = flops(n, p, t, splits) / 1e9
-        rows.append((name, f"{n}x{p}x{t}", t_ref, t_split, t_ours, gflop, abs(ours - ref)))
-    print(f"float64 matrix product (3000^3): {limit:.1f} GFLOP/s")
-    print(f"{'problem':12s} {'shape':16s} {'lstsq':>8s} {'per-split':>10s} {'cross_validate':>15s} "
-          f"{'GFLOP':>6s} {'GFLOP/s':>8s} {'of limit':>9s} {'|score diff|':>12s}")
-    for name, shape, t_ref, t_split, t_ours, gflop, diff in rows:
-        print(f"{name:12s} {shape:16s} {t_ref:7.2f}s {t_split:9.3f}s {t_ours:14.3f}s {gflop:6.2f} "
-              f"{gflop / t_ours:8.1f} {gflop / t_ours / limit:8.0%} {diff:12.1e}")
-        print(f"{'':29s} {t_ref / t_ours:7.0f}x {t_split / t_ours:9.1f}x   (time / cross_validate's)")
+        print(f"{name} {n}x{p}x{t}: cross_validate {t_ours:.3f} s, {gflop:.2f} GFLOP, "
+              f"{gflop / t_ours:.1f} GFLOP/s = {gflop / t_ours / limit:.0%} of the matrix product's",
+              flush=True)
+        split_score, t_split = timed(per_split, x, y, splits)
+        print(f"  per-split path {t_split:.3f} s ({t_split / t_ours:.1f}x cross_validate's)", flush=True)
+        ref, t_ref = timed(straightforward, x.astype(np.float64), y.astype(np.float64), splits)
+        print(f"  per-split lstsq {t_ref:.1f} s ({t_ref / t_ours:.0f}x); |score diff| "
+              f"{abs(ours - ref):.1e} (lstsq), {abs(ours - split_score):.1e} (per-split)", flush=True)
+        assert abs(ours - ref) < 1e-8 and abs(ours - split_score) < 1e-10, (name, ours, ref)
 
     n_layers = 8 if quick else 48
     parts = [(384, 12155), (243, 8031), (1317, 60)]       # Pereira2018 384 and 243, Blank2014

@@ -43,8 +43,8 @@ def test_main_scores_real_format_files_with_a_local_model(tmp_path, monkeypatch,
             "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
     tables = ba.main(args)
     records = sorted((tmp_path / "cache" / "scores").rglob("*.json"))
-    assert [r.name for r in records] == ["Pereira2018.cv-dataset.cutoff-1e-06.json",
-                                         "Wehbe2014.cv-dataset.cutoff-1e-06.json"]
+    assert [r.name for r in records] == ["Pereira2018.cv-dataset.brainscore-2023.json",
+                                         "Wehbe2014.cv-dataset.brainscore-2023.json"]
     pereira_rec, wehbe_rec = (json.loads(r.read_text()) for r in records)
     assert set(pereira_rec["parts"]) == {"Pereira2018.243sentences", "Pereira2018.384sentences"}
     assert pereira_rec["score"] == pytest.approx(np.mean([p["score"] for p in pereira_rec["parts"].values()]))
