@@ -29,15 +29,16 @@ def shuffle_splits(n, n_splits=10, train_size=0.9, seed=1):
     index. One RandomState draws a fresh permutation per split; the test set is its head."""
     n_train = int(np.floor(train_size * n))
     n_test = n - n_train
-    if n_train < 2 or n_test < 2:
+    if n_train < 2 or n_test < 3:
         raise ValueError(f"too few stimuli for {train_size:.0%} shuffle splits: n={n} gives "
-                         f"{n_train} train / {n_test} test; need at least 2 of each")
+                         f"{n_train} train / {n_test} test; need at least 2 train and 3 test "
+                         "(with 2, every Pearson r is +-1)")
     rng = np.random.RandomState(seed)
     splits = []
     for _ in range(n_splits):
         perm = rng.permutation(n)
         splits.append((perm[n_test:n_test + n_train], perm[:n_test]))
-    return _checked(splits, n)
+    return check_splits(splits, n)
 
 
 def kfold_splits(n, n_folds=4, gap=0, groups=None):
@@ -71,20 +72,42 @@ def kfold_splits(n, n_folds=4, gap=0, groups=None):
         elif gap:
             test = test[gap:-gap]
         splits.append((train, test))
-    return _checked(splits, n)
+    return check_splits(splits, n)
 
 
-def _checked(splits, n):
+def check_splits(splits, n):
+    """Raise ValueError unless every (train, test) pair indexes n samples sensibly: integer indices in
+    [0, n), no index twice, train and test disjoint (an overlap predicts stimuli the fit has seen),
+    at least 2 train samples and 3 test samples (with 2, every Pearson r is +-1)."""
+    if len(splits) == 0:
+        raise ValueError("no splits given")
     for i, (train, test) in enumerate(splits):
-        if len(train) < 2 or len(test) < 2:
+        for name, idx in (("train", np.asarray(train)), ("test", np.asarray(test))):
+            if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+                raise ValueError(f"split {i}: {name} must be a 1-D array of integer indices (got "
+                                 f"dtype {idx.dtype}, shape {idx.shape}); use np.flatnonzero on a mask")
+            if idx.size and (idx.min() < 0 or idx.max() >= n):
+                raise ValueError(f"split {i}: {name} indices must lie in [0, {n}) for {n} stimuli; "
+                                 f"got {idx.min()}..{idx.max()}")
+            if np.unique(idx).size != idx.size:
+                raise ValueError(f"split {i}: {name} lists a stimulus more than once")
+        if np.intersect1d(train, test).size:
+            raise ValueError(f"split {i}: train and test share {np.intersect1d(train, test).size} "
+                             "stimuli; a test stimulus must not be in the fit")
+        if len(train) < 2 or len(test) < 3:
             raise ValueError(f"split {i} has {len(train)} train / {len(test)} test samples (n={n}); "
+                             "need at least 2 train and 3 test (with 2, every Pearson r is +-1): "
                              "use fewer folds or a smaller gap")
-        assert np.intersect1d(train, test).size == 0, "train and test overlap"
     return splits
 
 
 # -----------------------------------------------------------------------------
 # the encoder: ordinary least squares with intercept, minimum norm, as sklearn LinearRegression
+
+# A Gram matrix squares the singular values, so its eigenvalues resolve them only down to ~1e-7 s_max
+# (float64 rounding is ~1e-16 of the largest eigenvalue): a smaller cutoff needs the SVD of X itself.
+GRAM_CUTOFF = 1e-7
+NUMERICS = ("float64", "brainscore-2023")         # see cross_validate
 
 
 def zscore(x, axis=0):
@@ -105,18 +128,15 @@ def hat_matrix(x_train, x_test, cond=1e-6):
     12,000 voxels, and H @ Y costs n_test * n_train per voxel instead of building the p-dimensional
     weights. The factorisation uses the smaller Gram matrix: with p > n (4096 features, 345 stimuli)
     the dual K = Xc Xc^T (n x n, cost n^2 p) instead of Xc^T Xc (p^2 n); with n > p the primal one.
-    A Gram matrix squares the singular values, so it resolves them only down to ~1e-7 s_max; for a
-    smaller cutoff (old sklearn used machine epsilon) we take the SVD of Xc itself."""
+    Below GRAM_CUTOFF we take the SVD of Xc itself."""
     mean = x_train.mean(axis=0)
     a, b = x_train - mean, x_test - mean                 # (n_train, p), (n_test, p)
-    if cond < 1e-7:
+    if cond < GRAM_CUTOFF:
         u, s, vt = np.linalg.svd(a, full_matrices=False)
         k = s > cond * s[0]
         return ((b @ vt[k].T) / s[k]) @ u[:, k].T
-    if a.shape[0] <= a.shape[1]:                         # dual: a = U S V^T, pinv(a) = a^T U S^-2 U^T
-        w, u = np.linalg.eigh(a @ a.T)                   # w = s^2, ascending; centring makes w[0] ~ 0
-        k = w > cond ** 2 * w[-1]
-        return ((b @ a.T) @ u[:, k] / w[k]) @ u[:, k].T
+    if a.shape[0] <= a.shape[1]:
+        return dual_hat(a @ a.T, b @ a.T, cond)
     g = a.T @ a                                          # primal: pinv(a) = pinv(a^T a) a^T
     w = np.linalg.eigvalsh(g)
     if w[0] > cond ** 2 * w[-1]:
@@ -126,6 +146,36 @@ def hat_matrix(x_train, x_test, cond=1e-6):
     w, v = np.linalg.eigh(g)
     k = w > cond ** 2 * w[-1]
     return ((b @ v[:, k]) / w[k]) @ (a @ v[:, k]).T
+
+
+def dual_hat(k, kx, cond=1e-6):
+    """H (n_test, n_train) of hat_matrix from the training Gram matrix k = A A^T (n_train, n_train) and
+    the cross Gram matrix kx = B A^T (n_test, n_train), where A, B are the training and test rows
+    centred on the training mean: A = U S V^T gives pinv(A) = A^T U S^-2 U^T, so H = kx pinv(k).
+    Centring leaves k singular along the constant vector 1; every other eigenvalue w = s^2 is kept
+    when s > cond * s_max."""
+    n = len(k)
+    top = np.abs(k).sum(axis=0).max()                   # ||k||_1 >= w_max
+    # kx 1 = 0 (A^T 1 = 0), so adding top/n to every entry of k (the centring direction's eigenvalue
+    # 0 becomes top) changes nothing in H, and makes k positive definite when the data have full rank
+    m_inv = _spd_inverse(k + top / n)
+    # spectral radius <= induced norm: 1 / ||m_inv||_1 <= w_min, so passing this test proves that
+    # every eigenvalue is kept, with no eigendecomposition (a fifth of the cost, all matrix products)
+    if m_inv is not None and np.abs(m_inv).sum(axis=0).max() * top * cond ** 2 < 1:
+        return kx @ m_inv
+    w, u = np.linalg.eigh(k)                            # ascending; w[0] ~ 0 is the centring direction
+    keep = w > cond ** 2 * w[-1]
+    keep[0] = False
+    return (kx @ u[:, keep] / w[keep]) @ u[:, keep].T
+
+
+def _spd_inverse(m):
+    """Inverse of a symmetric positive-definite matrix by its Cholesky factor; None if not definite."""
+    c, info = scipy.linalg.lapack.dpotrf(m)
+    if info:
+        return None
+    inv, info = scipy.linalg.lapack.dpotri(c)
+    return np.triu(inv) + np.triu(inv, 1).T
 
 
 def predict(x_train, y_train, x_test, cond=1e-6):
@@ -144,19 +194,78 @@ def predict(x_train, y_train, x_test, cond=1e-6):
     return h @ y_train + np.outer(1.0 - h.sum(axis=1), y_mean)
 
 
+def predict_splits(x, y, splits, cond=1e-6):
+    """The test predictions of every split, stacked in split order: (sum of n_test, n_targets), equal
+    to predict() split by split. x (n, p) with p >= every n_train, y (n, n_targets), cond >= GRAM_CUTOFF.
+
+    The only O(n^2 p) work is one Gram matrix G = Xc Xc^T of the rows centred once. Centring a
+    split's rows on their training mean m is a double centring of G's blocks, exactly:
+    (X_T - 1m^T)(X_T - 1m^T)^T = G_TT - c 1^T - 1 c^T + mean(c), with c = G_TT's column means,
+    and likewise for the test-train block. Each split's operator [H + (1 - H1) 1^T / n_train] goes
+    into the columns of its training rows, so one product with Y predicts every split at once."""
+    xc = x - x.mean(axis=0)
+    g = xc @ xc.T                                        # (n, n)
+    op = np.zeros((sum(len(test) for _, test in splits), len(x)))
+    row = 0
+    for train, test in splits:
+        gt = g[np.ix_(train, train)]                     # (n_train, n_train)
+        gx = g[np.ix_(test, train)]                      # (n_test, n_train)
+        c = gt.mean(axis=0)
+        h = dual_hat(gt - c - c[:, None] + c.mean(), gx - gx.mean(axis=1, keepdims=True) - c + c.mean(),
+                     cond)
+        op[row:row + len(test), train] = h + (1.0 - h.sum(axis=1, keepdims=True)) / len(train)
+        row += len(test)
+    return op @ y
+
+
+def predict_brainscore_2023(x_train, y_train, x_test):
+    """The predictions (n_test, n_targets), float32, that Brain-Score's regression made in 2023:
+    sklearn LinearRegression().fit(x_train, y_train).predict(x_test) with sklearn <= 1.5 on float32
+    activations, step for step (it is the regression of brain-score/language 1041be4,
+    brainscore_language/metrics/linear_predictivity/metric.py: linear_regression). What it leaves
+    behind is float32 rounding: singular values down to 1.2e-7 s_max are kept and resolved in
+    float32, which moves r by up to ~1e-3 per target and the score by up to ~6e-4 from the exact fit.
+    Only the same LAPACK call reproduces that noise, so this costs what Brain-Score's fit cost
+    (a float32 lstsq per split with every target as a right-hand side)."""
+    # the float32 activations Brain-Score passed, rows in stored order (Brain-Score sorts them by
+    # stimulus_id before fitting; the order changes only the float32 rounding of the means)
+    x = np.asarray(x_train, dtype=np.float32)
+    # sklearn 1.5 linear_model/_base.py _preprocess_data: y = check_array(y, dtype=X.dtype), then
+    # X_offset = np.average(X, axis=0), X -= X_offset, y -= np.average(y, axis=0), all in float32
+    y = np.asarray(y_train).astype(np.float32)
+    x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
+    # LinearRegression.fit: scipy.linalg.lstsq(X, y) with cond=None, i.e. gelsd with a relative
+    # cutoff of float32 eps (sklearn 1.6 passes max(n, p) * eps, 1.9 passes 1e-6)
+    coef = scipy.linalg.lstsq(x - x_mean, y - y_mean)[0]          # (p, n_targets) float32
+    # _set_intercept and _decision_function: X @ coef + (y_offset - X_offset @ coef)
+    return np.asarray(x_test, dtype=np.float32) @ coef + (y_mean - x_mean @ coef)
+
+
 def pearson(a, b):
     """Pearson r between matching columns of a and b, both (n, n_targets) -> (n_targets,).
-    A column with zero variance on either side has no defined r: it scores 0 (and warns), so it can
-    neither poison a median with NaN nor inflate it."""
+    A column that is constant on either side, exactly or up to rounding (see _spread), has no
+    defined r: it scores 0 (and warns), so it can neither poison a median with NaN nor inflate it."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
-    den = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
-    ok = den > 0
+    ac, bc = a - a.mean(axis=0), b - b.mean(axis=0)
+    norm_a, norm_b = _spread(a, ac), _spread(b, bc)
+    ok = (norm_a > 0) & (norm_b > 0)
     if not ok.all():
         warnings.warn(f"{(~ok).sum()} constant column(s) have no Pearson r; scored as 0")
-    return np.where(ok, (a * b).sum(axis=0) / np.where(ok, den, 1.0), 0.0)
+    return np.where(ok, (ac * bc).sum(axis=0) / np.where(ok, norm_a * norm_b, 1.0), 0.0)
+
+
+def _spread(x, xc):
+    """Norm of each centred column of x (n, k), or 0 where the column is constant up to rounding.
+    A constant column's centred values are the rounding error of its computed mean, at most
+    n * eps * max|x| (the worst-case bound of a sum of n terms), so their norm is at most sqrt(n)
+    times that: e.g. 0.1 or 1000/3 repeated centre to ~1e-17 and ~1e-14, not 0, and would correlate
+    at |r| ~ 0.9 with the prediction's rounding noise. A real signal that small (a relative spread of
+    ~1e-13 for 40 samples) is far below what any measurement, float32 included, resolves."""
+    n = len(x)
+    norm = np.sqrt((xc * xc).sum(axis=0))
+    bound = np.sqrt(n) * n * np.finfo(np.float64).eps * np.abs(x).max(axis=0, initial=0.0)
+    return np.where(norm > bound, norm, 0.0)
 
 
 # -----------------------------------------------------------------------------
@@ -187,14 +296,34 @@ def _check(features, responses):
     return x.astype(np.float64), y.astype(np.float64)
 
 
-def cross_validate(features, responses, splits, cond=1e-6):
+def cross_validate(features, responses, splits, cond=1e-6, numerics="float64"):
     """Pearson r of every target on every test split -> (n_splits, n_targets).
-    features (n_stimuli, n_features), responses (n_stimuli, n_targets)."""
+    features (n_stimuli, n_features), responses (n_stimuli, n_targets). Every split is checked
+    (check_splits); a test set under 10 samples warns, as its r is too noisy to rank layers by.
+    numerics: "float64", the exact least-squares fit with relative cutoff `cond`; or
+    "brainscore-2023", what Brain-Score computed for the paper (predict_brainscore_2023; `cond` unused)."""
+    if numerics not in NUMERICS:
+        raise ValueError(f"numerics must be one of {', '.join(NUMERICS)}; got {numerics!r}")
     x, y = _check(features, responses)
-    r = np.empty((len(splits), y.shape[1]))
-    for i, (train, test) in enumerate(splits):
-        r[i] = pearson(predict(x[train], y[train], x[test], cond), y[test])
-    return r
+    check_splits(splits, len(x))
+    small = [i for i, (_, test) in enumerate(splits) if len(test) < 10]
+    if small:
+        warnings.warn(f"{len(small)} split(s) (first: split {small[0]}) test fewer than 10 stimuli: "
+                      "their Pearson r are very noisy; use fewer folds if you can")
+    if numerics == "brainscore-2023":
+        # Brain-Score 1041be4 linear_predictivity/metric.py: scipy.stats.pearsonr per neuroid, in
+        # float64 on the float32 predictions, as pearson() computes it. (A constant target gave NaN
+        # there, which the median skipped; here it scores 0, as in the float64 mode.)
+        return np.stack([pearson(predict_brainscore_2023(x[np.sort(train)], y[np.sort(train)],
+                                                         x[np.sort(test)]), y[np.sort(test)])
+                         for train, test in splits])
+    if cond < GRAM_CUTOFF or max(len(train) for train, _ in splits) > x.shape[1]:
+        return np.stack([pearson(predict(x[train], y[train], x[test], cond), y[test])
+                         for train, test in splits])
+    pred = predict_splits(x, y, splits, cond)           # (sum of n_test, n_targets)
+    ends = np.cumsum([len(test) for _, test in splits])
+    return np.stack([pearson(pred[end - len(test):end], y[test])
+                     for end, (_, test) in zip(ends, splits)])
 
 
 def summarize(r, subjects=None, center=np.median):
@@ -211,10 +340,10 @@ def summarize(r, subjects=None, center=np.median):
                  per_subject=per_subject, mad=float(np.median(np.abs(subj - np.median(subj)))))
 
 
-def score(features, responses, splits, subjects=None, cond=1e-6):
+def score(features, responses, splits, subjects=None, cond=1e-6, numerics="float64"):
     """Cross-validated linear predictivity of responses (n_stimuli, n_targets) from features
-    (n_stimuli, n_features) -> Score."""
-    return summarize(cross_validate(features, responses, splits, cond), subjects)
+    (n_stimuli, n_features) -> Score. numerics: see cross_validate."""
+    return summarize(cross_validate(features, responses, splits, cond, numerics), subjects)
 
 
 @dataclass
@@ -224,13 +353,13 @@ class LayerScores:
     best: Score               # the full Score of that layer
 
 
-def score_layers(layers, responses, splits, subjects=None, cond=1e-6, progress=None):
+def score_layers(layers, responses, splits, subjects=None, cond=1e-6, progress=None, numerics="float64"):
     """Score every layer of layers (n_stimuli, n_layers, n_features) -> LayerScores."""
     layers = np.asarray(layers)
     if layers.ndim != 3 or layers.shape[1] == 0:
         raise ValueError(f"layers must be (n_stimuli, n_layers, n_features) with at least one layer; "
                          f"got shape {layers.shape}")
-    return best_of([score(layers[:, i], responses, splits, subjects, cond)
+    return best_of([score(layers[:, i], responses, splits, subjects, cond, numerics)
                     for i in _bar(range(layers.shape[1]), progress, "layers")])
 
 
@@ -325,12 +454,13 @@ def splits_for(ds, cv="dataset"):
     return kfold_splits(n, ds.n_folds, ds.gap)
 
 
-def score_part(acts, ds, cv="dataset", cond=1e-6, progress=True):
-    """Every layer of acts (n_stimuli, n_layers, n_features) scored on one dataset part -> [Score]."""
+def score_part(acts, ds, cv="dataset", cond=1e-6, progress=True, numerics="float64"):
+    """Every layer of acts (n_stimuli, n_layers, n_features) scored on one dataset part -> [Score].
+    numerics (see cross_validate) applies to Brain-Score's datasets; time series use the float64 fit."""
     splits = splits_for(ds, cv)
     layers = _bar(range(acts.shape[1]), progress, "layers")
     if ds.word_tr is None:
-        return [score(acts[:, i], ds.responses, splits, ds.subjects, cond) for i in layers]
+        return [score(acts[:, i], ds.responses, splits, ds.subjects, cond, numerics) for i in layers]
     # time series: the mean r over voxels, as Toneva & Wehbe's and Aw & Toneva's scripts report it
     # (the paper does not say; Brain-Score's median is the other choice)
     return [summarize(cross_validate_time_series(acts[:, i], ds, splits, cond), ds.subjects, np.mean)
@@ -408,7 +538,7 @@ def run_one(info, dataset, parts, cache_dir, extraction, scoring=SCORING):
                               cache_dir=cache_dir, dataset_key=ds.name, **extraction)
         if acts.shape[1] != len(names):
             raise RuntimeError(f"{info.name}: {acts.shape[1]} layers extracted but {len(names)} named")
-        per_layer = score_part(acts, ds, scoring["cv"], scoring["cutoff"] or 1e-6)
+        per_layer = score_part(acts, ds, scoring["cv"], scoring["cutoff"] or 1e-6, numerics=scoring["numerics"])
         rec["parts"][ds.name] = {"layers": [s.score for s in per_layer],
                                  "per_subject": [s.per_subject for s in per_layer],
                                  "mad": [s.mad for s in per_layer], "ceiling": ds.ceiling,
@@ -764,13 +894,15 @@ def parse_args(argv=None):
                    help="dataset: Brain-Score's 10 shuffle splits (Pereira, Blank) and 4 contiguous "
                         "folds with 5-TR gaps (Wehbe); shuffle: Brain-Score's splits everywhere; "
                         "kfold: 10 contiguous folds everywhere (time series keep their gap)")
-    p.add_argument("--numerics", default="brainscore-2023", choices=["brainscore-2023", "float64"],
-                   help="brainscore-2023: what the authors' runs computed (sklearn <= 1.5 "
-                        "LinearRegression on float32 activations); float64: an exact float64 fit "
-                        "with --cutoff, the fast path")
+    p.add_argument("--numerics", default="brainscore-2023", choices=NUMERICS,
+                   help="brainscore-2023 (default): the paper's fit, sklearn <= 1.5 LinearRegression "
+                        "on float32 activations (float32 lstsq, cutoff float32 eps), as slow as "
+                        "Brain-Score's; float64: the exact float64 fit with --cutoff, one Gram matrix "
+                        "per layer, about 100x faster")
     p.add_argument("--cutoff", type=float, default=1e-6,
                    help="with --numerics float64: relative singular-value cutoff of the least-squares "
-                        "fit (sklearn >= 1.9 uses 1e-6)")
+                        "fit (sklearn >= 1.9 uses 1e-6, 1.6-1.8 max(n, p) x 2.2e-16; sklearn <= 1.5 on "
+                        "float32 input is --numerics brainscore-2023, not a cutoff)")
     args = p.parse_args(argv)
     if not (np.isfinite(args.cutoff) and 0 < args.cutoff < 1):
         p.error(f"--cutoff must be a number between 0 and 1 (exclusive), got {args.cutoff}")

@@ -1,13 +1,20 @@
-"""Benchmark: brainalign's encoder against the straightforward way (per split numpy.linalg.lstsq with
-the same cutoff, then Pearson column by column, which is about what Brain-Score's metric costs), on
-problems shaped like the paper's. Prints ratios measured in one run, and checks the scores agree.
+"""Benchmark of the encoder, every number from one run on one machine, so the ratios are fair:
+
+- per Pereira-shaped problem (384 and 243 stimuli x 4,096 features, 10 Brain-Score splits): the
+  straightforward way (per split numpy.linalg.lstsq with the same cutoff, then Pearson column by
+  column, which is about what Brain-Score's metric costs), the per-split path (predict() on each
+  split, one Gram matrix per split), and cross_validate's path (one Gram matrix per layer, every
+  split's predictions in one product), with the scores checked to agree;
+- the floating-point operations of cross_validate's path, its achieved GFLOP/s, and a large float64
+  matrix product's GFLOP/s, the practical limit of this machine's BLAS;
+- a whole model: 48 layers of 4,096 features (T5-XXL-sized) on Pereira2018 (both parts) + Blank2014.
+
 Not collected by pytest.
 
-    python tests/bench_encoder.py            # add --quick for a smaller voxel count
+    python tests/bench_encoder.py            # add --quick for fewer voxels and layers
 """
 import sys
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +35,13 @@ def straightforward(x, y, splits, cond=1e-6):
     return float(np.mean(per_split))
 
 
+def per_split(x, y, splits, cond=1e-6):
+    """brainalign's per-split path: predict() (a Gram matrix and its factorisation) on each split."""
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    r = np.stack([ba.pearson(ba.predict(x[tr], y[tr], x[te], cond), y[te]) for tr, te in splits])
+    return ba.summarize(r).score
+
+
 def problem(n, p, t, seed=0):
     """Features with a few strong directions (like transformer activations) and responses that
     carry a weak linear signal plus noise."""
@@ -37,44 +51,68 @@ def problem(n, p, t, seed=0):
     return x.astype(np.float32), y.astype(np.float32)
 
 
+def flops(n, p, t, splits):
+    """Floating-point operations of cross_validate's Gram path when every split is full rank (the
+    usual case): the Gram matrix (a symmetric product, n^2 p), per split the eigenvalues (4/3 n^3
+    for the tridiagonal reduction), the Cholesky factor (1/3 n^3) and its solve (2 n_train^2 n_test),
+    one product of the stacked operators with Y (2 n_test n t over all splits), and Pearson (about
+    8 operations per predicted value)."""
+    total = n * n * p
+    for train, test in splits:
+        total += (4 / 3 + 1 / 3) * len(train) ** 3 + 2 * len(train) ** 2 * len(test)
+        total += 2 * len(test) * n * t + 8 * len(test) * t
+    return total
+
+
 def timed(f, *args):
     t0 = time.perf_counter()
     out = f(*args)
     return out, time.perf_counter() - t0
 
 
+def gemm_gflops(size=3000, repeats=3):
+    """The best of a few float64 size x size matrix products: what the BLAS reaches here."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(size, size)), rng.normal(size=(size, size))
+    best = min(timed(np.matmul, a, b)[1] for _ in range(repeats))
+    return 2 * size ** 3 / best / 1e9
+
+
+def model_time(n_layers, p, parts):
+    """Seconds to score n_layers layers of p features on every (n_stimuli, n_targets) part."""
+    total = 0.0
+    for n, t in parts:
+        rng = np.random.default_rng(n)
+        layers = rng.normal(size=(n, n_layers, p)).astype(np.float32)
+        y = layers[:, n_layers // 2, :20] @ rng.normal(size=(20, t)) * 0.05 + rng.normal(size=(n, t))
+        total += timed(ba.score_layers, layers, y, ba.shuffle_splits(n))[1]
+    return total
+
+
 def main(quick=False):
     voxels = 2000 if quick else 12000
-    rows = []
-    for name, (n, p, t) in {"Pereira-shaped": (384, 4096, voxels),
-                            "Blank-shaped": (1317, 1024, 60)}.items():
+    limit = gemm_gflops()
+    print(f"float64 matrix product (3000^3): {limit:.1f} GFLOP/s", flush=True)
+    for name, (n, p, t) in {"Pereira 384": (384, 4096, voxels),
+                            "Pereira 243": (243, 4096, voxels * 2 // 3)}.items():
         x, y = problem(n, p, t)
         splits = ba.shuffle_splits(n)
         ours, t_ours = timed(lambda: ba.score(x, y, splits).score)
+        gflop = flops(n, p, t, splits) / 1e9
+        print(f"{name} {n}x{p}x{t}: cross_validate {t_ours:.3f} s, {gflop:.2f} GFLOP, "
+              f"{gflop / t_ours:.1f} GFLOP/s = {gflop / t_ours / limit:.0%} of the matrix product's",
+              flush=True)
+        split_score, t_split = timed(per_split, x, y, splits)
+        print(f"  per-split path {t_split:.3f} s ({t_split / t_ours:.1f}x cross_validate's)", flush=True)
         ref, t_ref = timed(straightforward, x.astype(np.float64), y.astype(np.float64), splits)
-        assert abs(ours - ref) < 1e-8, (name, ours, ref)
-        rows.append((name, f"{n}x{p}x{t}", t_ref / t_ours, abs(ours - ref)))
-        if name == "Pereira-shaped":
-            per_layer_ref = t_ref
-            tracemalloc.start()
-            ba.score(x, y, splits)
-            peak = tracemalloc.get_traced_memory()[1] / 2**20
-            tracemalloc.stop()
+        print(f"  per-split lstsq {t_ref:.1f} s ({t_ref / t_ours:.0f}x); |score diff| "
+              f"{abs(ours - ref):.1e} (lstsq), {abs(ours - split_score):.1e} (per-split)", flush=True)
+        assert abs(ours - ref) < 1e-8 and abs(ours - split_score) < 1e-10, (name, ours, ref)
 
-    # all 33 layers of a 7B-sized model (hidden 4096) on the Pereira shape; the straightforward way
-    # is timed on one layer above and multiplied by 33 (running it 33 times takes a quarter of an hour)
-    rng = np.random.default_rng(1)
-    n, p = 384, 4096
-    layers = np.stack([problem(n, p, 1, seed=i)[0] for i in range(33)], axis=1)
-    y = layers[:, 16, :20] @ rng.normal(size=(20, voxels)) * 0.05 + rng.normal(size=(n, voxels))
-    _, t_layers = timed(ba.score_layers, layers, y, ba.shuffle_splits(n))
-    rows.append(("33 layers, Pereira-shaped", f"33x{n}x{p}x{voxels}", 33 * per_layer_ref / t_layers,
-                 float("nan")))
-
-    print(f"{'problem':28s} {'shape':22s} {'speed-up':>9s} {'|score diff|':>13s}")
-    for name, shape, ratio, diff in rows:
-        print(f"{name:28s} {shape:22s} {ratio:8.1f}x {diff:13.1e}")
-    print(f"peak memory of one Pereira-shaped layer (numpy allocations): {peak:.0f} MiB")
+    n_layers = 8 if quick else 48
+    parts = [(384, 12155), (243, 8031), (1317, 60)]       # Pereira2018 384 and 243, Blank2014
+    seconds = model_time(n_layers, 4096, parts)
+    print(f"{n_layers} layers x 4096 features on Pereira2018 (both parts) + Blank2014: {seconds:.1f} s")
 
 
 if __name__ == "__main__":

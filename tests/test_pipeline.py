@@ -43,18 +43,20 @@ def test_main_scores_real_format_files_with_a_local_model(tmp_path, monkeypatch,
             "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
     tables = ba.main(args)
     records = sorted((tmp_path / "cache" / "scores").rglob("*.json"))
-    assert [r.name for r in records] == ["Pereira2018.cv-dataset.cutoff-1e-06.json",
-                                         "Wehbe2014.cv-dataset.cutoff-1e-06.json"]
+    assert [r.name.split(".")[0] for r in records] == ["Pereira2018", "Wehbe2014"]
     pereira_rec, wehbe_rec = (json.loads(r.read_text()) for r in records)
+    assert [r.name for r in records] == [f"{rec['dataset']}.{rec['key']}.json" for rec in (pereira_rec, wehbe_rec)]
+    assert pereira_rec["scoring"]["numerics"] == "brainscore-2023" and pereira_rec["data"]["checksum"] == "verified"
     assert set(pereira_rec["parts"]) == {"Pereira2018.243sentences", "Pereira2018.384sentences"}
-    assert pereira_rec["score"] == pytest.approx(np.mean([p["score"] for p in pereira_rec["parts"].values()]))
+    best = pereira_rec["best_layer"]
+    assert pereira_rec["score"] == pytest.approx(np.mean([p["layers"][best] for p in pereira_rec["parts"].values()]))
     assert len(wehbe_rec["parts"]["Wehbe2014"]["layers"]) == 3           # embeddings + 2 blocks
     assert wehbe_rec["layer_names"] == ["embeddings", "block.0", "block.1"]
     assert wehbe_rec["parts"]["Wehbe2014"]["n_targets"] == 26
-    assert all(np.isfinite(p["score"]) for r in (pereira_rec, wehbe_rec) for p in r["parts"].values())
+    assert all(np.isfinite(p["layers"]).all() for r in (pereira_rec, wehbe_rec) for p in r["parts"].values())
     row = list(tables.values())[0][0]
-    assert row["model"] == str(model) and "Average" in row
+    assert row["model"] == model.name and "Average" in row
     assert (tmp_path / "out" / "tables.md").exists()
     # a second run reuses everything: no model is loaded
     monkeypatch.setattr(models, "_load", lambda *a, **k: pytest.fail("model loaded again"))
-    assert ba.main(args) == tables
+    assert ba.main(args + ["--force"]) == tables
