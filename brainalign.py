@@ -160,6 +160,67 @@ def pearson(a, b):
 
 
 # -----------------------------------------------------------------------------
+# ridge with a per-target penalty chosen by inner cross-validation (Wehbe2014's regression)
+# mtoneva/brain_language_nlp 0f519a0 utils/ridge_tools.py: cross_val_ridge(method='plain')
+
+RIDGE_PENALTIES = 10.0 ** np.arange(-6, 10)      # cross_val_ridge's lambdas, 1e-6 .. 1e9
+
+
+def inner_folds(n, n_splits=10):
+    """sklearn KFold(n_splits) unshuffled: contiguous validation blocks, the first n % n_splits one
+    sample longer -> list of (train, validation) index arrays."""
+    if n < 2 * n_splits:
+        raise ValueError(f"too few training samples for {n_splits} inner folds: n={n}")
+    sizes = np.full(n_splits, n // n_splits) + (np.arange(n_splits) < n % n_splits)
+    edges = np.r_[0, np.cumsum(sizes)]
+    return [(np.r_[0:lo, hi:n], np.arange(lo, hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def r2_cost(pred, real):
+    """1 - R^2 per column, R^2 exactly as ridge_tools.R2: 1 - mean squared error / variance, passed
+    through nan_to_num. A constant validation column thus costs 1 if predicted exactly (0/0) and
+    ~1.8e308 otherwise (-inf -> the most negative float), for every penalty alike."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = 1.0 - ((real - pred) ** 2).mean(axis=0) / real.var(axis=0)
+    return 1.0 - np.nan_to_num(r2)
+
+
+def ridge_cv(x, y, penalties=RIDGE_PENALTIES, n_splits=10):
+    """Ridge without intercept, one penalty per target chosen by inner cross-validation ->
+    (weights (p, n_targets), chosen penalty (n_targets,)). x (n, p) and y (n, n_targets) are the
+    z-scored training fold. Equals Toneva & Wehbe's cross_val_ridge(x, y, n_splits, penalties,
+    method='plain'): unshuffled KFold(n_splits); per target, the penalty with the least summed
+    (1 - R^2) over the validation blocks (the first on ties); then the ridge weights refitted on all
+    of x with that penalty.
+
+    Why it is cheap: the ridge solution for penalty a is V diag(s / (s^2 + a)) U^T y with x = U S V^T,
+    so one thin SVD per inner fold serves every penalty and every target. With A = x_val V and
+    B = U^T y (computed once), the validation predictions of penalty a are (A * d_a) @ B: one
+    (n_val, p) x (p, n_targets) product per penalty, where Toneva's code inverts a Gram matrix and
+    forms x^T y anew for each penalty. The refit needs one more SVD and no product per penalty."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    penalties = np.asarray(penalties, dtype=np.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"x must be (n, p) and y (n, n_targets) with the same n; got {x.shape}, {y.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("x or y contain NaN or inf; z-score the training fold and drop such targets first")
+    if penalties.ndim != 1 or penalties.size == 0 or not (penalties > 0).all():
+        raise ValueError(f"penalties must be a non-empty 1-D array of positive values, got {penalties!r}")
+    cost = np.zeros((penalties.size, y.shape[1]))                    # (n_penalties, n_targets)
+    with np.errstate(over="ignore"):                                 # ~1.8e308 + ~1.8e308 = inf, as in r_cv
+        for train, val in inner_folds(x.shape[0], n_splits):
+            u, s, vt = np.linalg.svd(x[train], full_matrices=False)
+            a, b = x[val] @ vt.T, u.T @ y[train]                     # (n_val, p), (p, n_targets)
+            for i, pen in enumerate(penalties):
+                cost[i] += r2_cost((a * (s / (s ** 2 + pen))) @ b, y[val])
+    best = np.argmin(cost, axis=0)                                   # (n_targets,)
+    u, s, vt = np.linalg.svd(x, full_matrices=False)
+    shrink = s[:, None] / (s[:, None] ** 2 + penalties[best])        # (p, n_targets)
+    return vt.T @ (shrink * (u.T @ y)), penalties[best]
+
+
+# -----------------------------------------------------------------------------
 # scoring: cross-validated r per target, then Brain-Score's aggregation
 
 
@@ -292,16 +353,24 @@ def tr_features(word_features, ds, train, n_components=10, delays=(1, 2, 3, 4)):
     return kept
 
 
-def cross_validate_time_series(word_features, ds, splits, cond=1e-6):
+def cross_validate_time_series(word_features, ds, splits, regression="ridge", cond=1e-6):
     """Pearson r (n_splits, n_targets) of a time-series dataset: per fold, TR features from
-    tr_features, train and test features z-scored separately (as the pipeline does), the same
-    least-squares encoder as everywhere else. The paper fitted kernel ridge with an inner-CV penalty;
-    with 40 features and ~900 training TRs the unpenalised fit is the natural reference."""
+    tr_features; train and test features, and train and test responses, z-scored separately
+    (mtoneva/brain_language_nlp 0f519a0 utils/utils.py: run_class_time_CV_fmri_crossval_ridge);
+    regression "ridge" is their per-voxel cross-validated ridge (ridge_cv), "ols" the least-squares
+    encoder used everywhere else."""
+    if regression not in ("ridge", "ols"):
+        raise ValueError(f"regression must be 'ridge' or 'ols', got {regression!r}")
     y = ds.responses                        # float32: 1,211 TRs x ~240,000 voxels for Wehbe2014
     r = np.empty((len(splits), y.shape[1]))
     for i, (train, test) in enumerate(splits):
         x = tr_features(word_features, ds, train)
-        r[i] = pearson(predict(zscore(x[train]), y[train], zscore(x[test]), cond), y[test])
+        x_train, x_test, y_train = zscore(x[train]), zscore(x[test]), zscore(y[train])
+        if regression == "ridge":
+            pred = x_test @ ridge_cv(x_train, y_train)[0]
+        else:
+            pred = predict(x_train, y_train, x_test, cond)
+        r[i] = pearson(pred, y[test])
     return r
 
 
@@ -319,14 +388,15 @@ def splits_for(ds, cv="dataset"):
     return kfold_splits(n, ds.n_folds, ds.gap) if ds.cv == "kfold" else kfold_splits(n, 10)
 
 
-def score_part(acts, ds, cv="dataset", cond=1e-6, progress=True):
-    """Every layer of acts (n_stimuli, n_layers, n_features) scored on one dataset part -> LayerScores."""
+def score_part(acts, ds, cv="dataset", cond=1e-6, progress=True, regression="ridge"):
+    """Every layer of acts (n_stimuli, n_layers, n_features) scored on one dataset part -> LayerScores.
+    regression: "ridge" or "ols", for time series (Wehbe2014) only."""
     splits = splits_for(ds, cv)
     if ds.word_tr is None:
         return score_layers(acts, ds.responses, splits, ds.subjects, cond, progress)
     # time series: the mean r over voxels, as Toneva & Wehbe's and Aw & Toneva's scripts report it
     # (the paper does not say; Brain-Score's median is the other choice)
-    return best_of([summarize(cross_validate_time_series(acts[:, i], ds, splits, cond), ds.subjects,
+    return best_of([summarize(cross_validate_time_series(acts[:, i], ds, splits, regression, cond), ds.subjects,
                               np.mean) for i in _bar(range(acts.shape[1]), progress, "layers")])
 
 
@@ -337,17 +407,21 @@ def run_one(model, dataset, parts, args, info=None, source=None):
     models outside the registry); source: what models.extract loads, when not the model's name."""
     safe = model.strip("/").replace("/", "--")
     path = Path(args.cache_dir, "scores", safe, f"{dataset}.cv-{args.cv}.cutoff-{args.cutoff:g}.json")
+    # Wehbe2014's own choices: a cached record made with other ones is recomputed
+    settings = {"regression": args.wehbe_regression} if dataset == "Wehbe2014" else {}
     if path.exists():
-        return json.loads(path.read_text()) | {"cached": True}
+        rec = json.loads(path.read_text())
+        if all(rec.get(k) == v for k, v in settings.items()):
+            return rec | {"cached": True}
     import models
-    rec = {"model": model, "dataset": dataset, "cv": args.cv, "cutoff": args.cutoff, "parts": {},
+    rec = {"model": model, "dataset": dataset, "cv": args.cv, "cutoff": args.cutoff, "parts": {}, **settings,
            "base": getattr(info, "base", None), "params": getattr(info, "params", None),
            "layer_names": models.layer_names(source or model, args.model_dir)}   # what the indices are
     for ds in parts:
         acts = models.extract(source or model, ds.texts, ds.groups, context_window=ds.context_window,
                               device=args.device, dtype=args.dtype, batch_size=args.batch_size,
                               cache_dir=args.cache_dir, dataset_key=ds.name, model_dir=args.model_dir)
-        ls = score_part(acts, ds, args.cv, args.cutoff)
+        ls = score_part(acts, ds, args.cv, args.cutoff, regression=args.wehbe_regression)
         rec["parts"][ds.name] = {"score": ls.best.score, "best_layer": ls.best_layer,
                                  "layers": ls.scores.tolist(), "per_subject": ls.best.per_subject,
                                  "mad": ls.best.mad, "ceiling": ds.ceiling,
@@ -638,6 +712,10 @@ def parse_args(argv=None):
     p.add_argument("--cutoff", type=float, default=1e-6,
                    help="relative singular-value cutoff of the least-squares fit (sklearn >= 1.9: "
                         "1e-6; 2.2e-16, machine epsilon, is what older sklearn used)")
+    p.add_argument("--wehbe-regression", default="ridge", choices=["ridge", "ols"],
+                   help="Wehbe2014's regression: ridge, a penalty per voxel chosen by inner 10-fold "
+                        "cross-validation (Toneva & Wehbe's pipeline, the paper's), or ols, the "
+                        "least-squares encoder of the other datasets")
     args = p.parse_args(argv)
     args.cache_dir = str(Path(args.cache_dir).expanduser())
     return args

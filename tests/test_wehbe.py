@@ -1,0 +1,104 @@
+"""Wehbe2014 as Toneva & Wehbe's pipeline runs it: the per-voxel cross-validated ridge against a
+direct transcription of their code, the aggregation, the preprocessed release, word features."""
+import numpy as np
+import pytest
+
+import brainalign as ba
+
+
+# --------------------------------------------------------------------------- ridge
+
+
+def toneva_cross_val_ridge(x, y, n_splits=10, lambdas=10.0 ** np.arange(-6, 10)):
+    """mtoneva/brain_language_nlp utils/ridge_tools.py cross_val_ridge(method='plain'), line by line:
+    for every inner fold and penalty, inv(X^T X + l I) X^T Y, cost 1 - R2 with R2's nan_to_num, summed;
+    argmin per voxel; refit per penalty on the voxels that chose it. Slow on purpose."""
+    from sklearn.model_selection import KFold
+    r_cv = np.zeros((len(lambdas), y.shape[1]))
+    for trn, val in KFold(n_splits=n_splits).split(y):
+        for idx, lmbda in enumerate(lambdas):
+            xt = x[trn]
+            weights = np.linalg.inv(xt.T @ xt + lmbda * np.eye(x.shape[1])) @ (xt.T @ y[trn])
+            pred, real = x[val] @ weights, y[val]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r2 = np.nan_to_num(1 - np.mean((real - pred) ** 2, 0) / np.var(real, 0))
+            with np.errstate(over="ignore"):
+                r_cv[idx] += 1 - r2
+    argmin = np.argmin(r_cv, axis=0)
+    weights = np.zeros((x.shape[1], y.shape[1]))
+    for idx, lmbda in enumerate(lambdas):
+        vox = argmin == idx
+        weights[:, vox] = np.linalg.inv(x.T @ x + lmbda * np.eye(x.shape[1])) @ (x.T @ y[:, vox])
+    return weights, lambdas[argmin]
+
+
+def ridge_problem(n=300, p=40, t=120, seed=0):
+    """Features with a decaying spectrum; voxels from strong signal to pure noise, so the chosen
+    penalties spread over the grid; z-scored as the pipeline gives them to the ridge."""
+    rng = np.random.default_rng(seed)
+    x = ba.zscore(rng.normal(size=(n, p)) @ np.diag(np.linspace(2, 0.05, p)))
+    strength = np.geomspace(3, 1e-3, t)
+    y = x @ rng.normal(size=(p, t)) * strength / np.sqrt(p) + rng.normal(size=(n, t))
+    return x, ba.zscore(y)
+
+
+def test_inner_folds_are_sklearn_kfold():
+    model_selection = pytest.importorskip("sklearn.model_selection")
+    for n in (20, 95, 301):
+        ours = ba.inner_folds(n, 10)
+        theirs = list(model_selection.KFold(n_splits=10).split(np.zeros(n)))
+        assert len(ours) == 10
+        for (a, b), (c, d) in zip(ours, theirs):
+            np.testing.assert_array_equal(a, c)
+            np.testing.assert_array_equal(b, d)
+
+
+def test_ridge_cv_equals_toneva_transcription():
+    pytest.importorskip("sklearn")
+    x, y = ridge_problem()
+    y[:, 0] = 0.0                               # constant voxel (z-scored to 0): R2 is 0/0 -> 0
+    y[30:60, 1] = 0.0                           # constant in one validation block: R2 -> -inf -> min float
+    y[:60, 2] = 5.0                              # constant in two blocks: the summed cost overflows to inf
+    w, lam = ba.ridge_cv(x, y)
+    w_ref, lam_ref = toneva_cross_val_ridge(x, y)
+    np.testing.assert_array_equal(lam, lam_ref)
+    np.testing.assert_allclose(w, w_ref, rtol=0, atol=1e-8)
+    assert len(np.unique(lam)) >= 5             # the case exercises much of the grid
+    assert lam[0] == lam[1] == lam[2] == 1e-6   # all-equal costs: the first penalty, as np.argmin
+
+
+def test_ridge_cv_equals_transcription_with_more_features_than_samples():
+    pytest.importorskip("sklearn")
+    x, y = ridge_problem(n=60, p=80, t=30, seed=3)
+    w, lam = ba.ridge_cv(x, y)
+    w_ref, lam_ref = toneva_cross_val_ridge(x, y)
+    np.testing.assert_array_equal(lam, lam_ref)
+    np.testing.assert_allclose(w, w_ref, rtol=0, atol=1e-8)
+
+
+def test_ridge_cv_planted_signal():
+    rng = np.random.default_rng(1)
+    x = ba.zscore(rng.normal(size=(900, 40)))
+    signal = x @ rng.normal(size=(40, 50))
+    y = ba.zscore(np.c_[signal + 0.5 * rng.normal(size=(900, 50)), rng.normal(size=(900, 50))])
+    train, test = np.arange(700), np.arange(700, 900)
+    w, lam = ba.ridge_cv(ba.zscore(x[train]), ba.zscore(y[train]))
+    r = ba.pearson(ba.zscore(x[test]) @ w, y[test])
+    assert r[:50].min() > 0.98 and abs(r[50:].mean()) < 0.05
+    assert np.median(lam[:50]) <= 10 and np.median(lam[50:]) >= 1e3     # noise voxels: heavy shrinkage
+
+
+def test_ridge_cv_bad_input():
+    x, y = ridge_problem(n=40, t=3)
+    with pytest.raises(ValueError, match="same n"):
+        ba.ridge_cv(x, y[:-1])
+    with pytest.raises(ValueError, match="same n"):
+        ba.ridge_cv(x[:, 0], y)
+    bad = y.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        ba.ridge_cv(x, bad)
+    with pytest.raises(ValueError, match="positive values"):
+        ba.ridge_cv(x, y, penalties=[0.0, 1.0])
+    with pytest.raises(ValueError, match="too few training samples for 10 inner folds: n=15"):
+        ba.ridge_cv(x[:15], y[:15])
