@@ -353,25 +353,46 @@ def tr_features(word_features, ds, train, n_components=10, delays=(1, 2, 3, 4)):
     return kept
 
 
-def cross_validate_time_series(word_features, ds, splits, regression="ridge", cond=1e-6):
-    """Pearson r (n_splits, n_targets) of a time-series dataset: per fold, TR features from
-    tr_features; train and test features, and train and test responses, z-scored separately
-    (mtoneva/brain_language_nlp 0f519a0 utils/utils.py: run_class_time_CV_fmri_crossval_ridge);
-    regression "ridge" is their per-voxel cross-validated ridge (ridge_cv), "ols" the least-squares
-    encoder used everywhere else."""
+def cross_validate_time_series(word_features, ds, splits, regression="ridge", cond=1e-6, chunk=20000):
+    """Pearson r of every target on the test folds concatenated -> (r (n_targets,), per_fold
+    (n_splits, n_targets) r within each fold). Per fold, as mtoneva/brain_language_nlp 0f519a0
+    utils/utils.py run_class_time_CV_fmri_crossval_ridge: TR features from tr_features; train and
+    test features, and train and test responses, z-scored separately; regression "ridge" is their
+    per-voxel cross-validated ridge (ridge_cv), "ols" the least-squares encoder used everywhere else.
+    The z-scored test folds and their predictions are stacked and correlated, as
+    awwkl/brain_language_summarization f341823 all_scripts/plot_pearson.py does with the saved
+    preds_t and test_t. Targets go `chunk` at a time (Wehbe2014: ~240,000 voxels of 1,211 TRs)."""
     if regression not in ("ridge", "ols"):
         raise ValueError(f"regression must be 'ridge' or 'ols', got {regression!r}")
-    y = ds.responses                        # float32: 1,211 TRs x ~240,000 voxels for Wehbe2014
-    r = np.empty((len(splits), y.shape[1]))
-    for i, (train, test) in enumerate(splits):
-        x = tr_features(word_features, ds, train)
-        x_train, x_test, y_train = zscore(x[train]), zscore(x[test]), zscore(y[train])
-        if regression == "ridge":
-            pred = x_test @ ridge_cv(x_train, y_train)[0]
-        else:
-            pred = predict(x_train, y_train, x_test, cond)
-        r[i] = pearson(pred, y[test])
-    return r
+    y = ds.responses                                                 # (n_samples, n_targets) float32
+    feats = [tr_features(word_features, ds, train) for train, _ in splits]   # (n_samples, 40) each
+    r, per_fold = np.empty(y.shape[1]), np.empty((len(splits), y.shape[1]))
+    for lo in range(0, y.shape[1], chunk):
+        cols = slice(lo, lo + chunk)
+        preds, reals = [], []
+        for i, (x, (train, test)) in enumerate(zip(feats, splits)):
+            x_train, x_test, y_train = zscore(x[train]), zscore(x[test]), zscore(y[train, cols])
+            if regression == "ridge":
+                preds.append(x_test @ ridge_cv(x_train, y_train)[0])
+            else:
+                preds.append(predict(x_train, y_train, x_test, cond))
+            reals.append(zscore(y[test, cols]))
+            per_fold[i, cols] = pearson(preds[-1], reals[-1])
+        r[cols] = pearson(np.concatenate(preds), np.concatenate(reals))
+    return r, per_fold
+
+
+def summarize_time_series(r, per_fold, subjects):
+    """Aw & Toneva's aggregation of r (n_targets,) on the concatenated test folds: the mean over each
+    subject's voxels, then the mean over subjects (all_scripts/plot_pearson.py). per_split holds the
+    fold-wise mean r over all targets, for inspection only."""
+    subjects = np.asarray(subjects)
+    if subjects.shape != r.shape:
+        raise ValueError(f"subjects has shape {subjects.shape}, expected {r.shape}")
+    per_subject = {str(s): float(r[subjects == s].mean()) for s in dict.fromkeys(subjects.tolist())}
+    subj = np.array(list(per_subject.values()))
+    return Score(score=float(subj.mean()), per_split=per_fold.mean(axis=1), per_target=r,
+                 per_subject=per_subject, mad=float(np.median(np.abs(subj - np.median(subj)))))
 
 
 # -----------------------------------------------------------------------------
@@ -394,10 +415,8 @@ def score_part(acts, ds, cv="dataset", cond=1e-6, progress=True, regression="rid
     splits = splits_for(ds, cv)
     if ds.word_tr is None:
         return score_layers(acts, ds.responses, splits, ds.subjects, cond, progress)
-    # time series: the mean r over voxels, as Toneva & Wehbe's and Aw & Toneva's scripts report it
-    # (the paper does not say; Brain-Score's median is the other choice)
-    return best_of([summarize(cross_validate_time_series(acts[:, i], ds, splits, regression, cond), ds.subjects,
-                              np.mean) for i in _bar(range(acts.shape[1]), progress, "layers")])
+    return best_of([summarize_time_series(*cross_validate_time_series(acts[:, i], ds, splits, regression, cond),
+                                          ds.subjects) for i in _bar(range(acts.shape[1]), progress, "layers")])
 
 
 def run_one(model, dataset, parts, args, info=None, source=None):

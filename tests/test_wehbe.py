@@ -102,3 +102,65 @@ def test_ridge_cv_bad_input():
         ba.ridge_cv(x, y, penalties=[0.0, 1.0])
     with pytest.raises(ValueError, match="too few training samples for 10 inner folds: n=15"):
         ba.ridge_cv(x[:15], y[:15])
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def small_series(seed=0, n_voxels=12):
+    """A Wehbe-shaped time series: 2 runs, 3 words per TR, 2 subjects with unequal voxel counts."""
+    from data import Dataset
+    rng = np.random.default_rng(seed)
+    word_tr = np.arange(600) // 3 + 4
+    sample_tr = np.r_[8:95, 110:200]
+    feats = rng.normal(size=(600, 16)) @ np.diag(np.linspace(3, 0.2, 16))
+    per_tr = np.zeros((210, 16))
+    np.add.at(per_tr, word_tr, feats)
+    y = np.roll(per_tr, 2, axis=0)[sample_tr] @ rng.normal(size=(16, n_voxels)) * np.linspace(0.5, 0, n_voxels)
+    y = (y + rng.normal(size=y.shape)).astype(np.float32)
+    ds = Dataset("tiny", [f"w{i}" for i in range(600)], ["g"] * 600, y,
+                 np.array(["a"] * 3 + ["b"] * (n_voxels - 3)), 0.1, "kfold", n_folds=4, gap=5,
+                 word_tr=word_tr, sample_tr=sample_tr, n_tr=210, first_word=5)
+    return feats, ds
+
+
+def test_time_series_r_equals_toneva_folds_and_aw_concatenation():
+    """Per fold as Toneva's run_class_time_CV_fmri_crossval_ridge (scipy zscore of train and test
+    separately, their cross_val_ridge), then Aw & Toneva's pearson_corr on the stacked test folds."""
+    pytest.importorskip("sklearn")
+    from scipy.stats import zscore
+    feats, ds = small_series()
+    splits = ba.kfold_splits(len(ds.sample_tr), 4, gap=5)
+    preds, tests = [], []
+    y = ds.responses.astype(np.float64)              # scipy's zscore would stay in float32
+    for train, test in splits:
+        x = ba.tr_features(feats, ds, train)
+        w, _ = toneva_cross_val_ridge(np.nan_to_num(zscore(x[train])), np.nan_to_num(zscore(y[train])))
+        preds.append(np.nan_to_num(zscore(x[test])) @ w)
+        tests.append(np.nan_to_num(zscore(y[test])))
+    preds, tests = np.vstack(preds), np.vstack(tests)
+    expect = np.mean(zscore(preds) * zscore(tests), 0)
+    r, per_fold = ba.cross_validate_time_series(feats, ds, splits, chunk=5)    # chunks: 5, 5, 2 voxels
+    np.testing.assert_allclose(r, expect, rtol=0, atol=1e-8)
+    assert per_fold.shape == (4, 12) and not np.allclose(per_fold.mean(axis=0), r)
+    score = ba.summarize_time_series(r, per_fold, ds.subjects)
+    assert score.per_subject == pytest.approx({"a": expect[:3].mean(), "b": expect[3:].mean()}, abs=1e-8)
+    assert score.score == pytest.approx((expect[:3].mean() + expect[3:].mean()) / 2, abs=1e-8)
+
+
+def test_summarize_time_series_by_hand():
+    # mean per subject (a: .2, b: .6, c: .9), then over subjects; pooled voxels would give .42
+    r = np.array([0.1, 0.2, 0.3, 0.6, 0.9])
+    s = ba.summarize_time_series(r, np.tile(r, (4, 1)), ["a", "a", "a", "b", "c"])
+    assert s.per_subject == pytest.approx({"a": 0.2, "b": 0.6, "c": 0.9})
+    assert s.score == pytest.approx(1.7 / 3)
+    assert s.mad == pytest.approx(0.3)                 # median(|.2-.6|, 0, |.9-.6|)
+    np.testing.assert_allclose(s.per_split, [0.42] * 4)
+    with pytest.raises(ValueError, match=r"subjects has shape \(2,\), expected \(5,\)"):
+        ba.summarize_time_series(r, np.tile(r, (4, 1)), ["a", "b"])
+
+
+def test_time_series_bad_regression():
+    feats, ds = small_series()
+    with pytest.raises(ValueError, match="regression must be 'ridge' or 'ols', got 'kernel'"):
+        ba.cross_validate_time_series(feats, ds, ba.splits_for(ds), "kernel")
