@@ -426,8 +426,9 @@ def run_one(model, dataset, parts, args, info=None, source=None):
     models outside the registry); source: what models.extract loads, when not the model's name."""
     safe = model.strip("/").replace("/", "--")
     path = Path(args.cache_dir, "scores", safe, f"{dataset}.cv-{args.cv}.cutoff-{args.cutoff:g}.json")
-    # Wehbe2014's own choices: a cached record made with other ones is recomputed
-    settings = {"regression": args.wehbe_regression} if dataset == "Wehbe2014" else {}
+    # Wehbe2014's own choices and the files it was read from: a record made otherwise is recomputed
+    settings = {"regression": args.wehbe_regression,
+                "files": {ds.name: dict(ds.files) for ds in parts}} if dataset == "Wehbe2014" else {}
     if path.exists():
         rec = json.loads(path.read_text())
         if all(rec.get(k) == v for k, v in settings.items()):
