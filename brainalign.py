@@ -427,7 +427,8 @@ def run_one(model, dataset, parts, args, info=None, source=None):
     safe = model.strip("/").replace("/", "--")
     path = Path(args.cache_dir, "scores", safe, f"{dataset}.cv-{args.cv}.cutoff-{args.cutoff:g}.json")
     # Wehbe2014's own choices and the files it was read from: a record made otherwise is recomputed
-    settings = {"regression": args.wehbe_regression,
+    settings = {"regression": args.wehbe_regression, "features": args.wehbe_features,
+                "window": args.wehbe_window or parts[0].context_window,
                 "files": {ds.name: dict(ds.files) for ds in parts}} if dataset == "Wehbe2014" else {}
     if path.exists():
         rec = json.loads(path.read_text())
@@ -438,9 +439,14 @@ def run_one(model, dataset, parts, args, info=None, source=None):
            "base": getattr(info, "base", None), "params": getattr(info, "params", None),
            "layer_names": models.layer_names(source or model, args.model_dir)}   # what the indices are
     for ds in parts:
-        acts = models.extract(source or model, ds.texts, ds.groups, context_window=ds.context_window,
-                              device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                              cache_dir=args.cache_dir, dataset_key=ds.name, model_dir=args.model_dir)
+        load = dict(device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+                    cache_dir=args.cache_dir, dataset_key=ds.name, model_dir=args.model_dir)
+        if settings and args.wehbe_features == "words":
+            acts = models.extract_words(source or model, ds.texts, window=settings["window"], **load)
+            rec["layer_names"] = rec["layer_names"][:acts.shape[1]]      # T5: its encoder's layers
+        else:
+            acts = models.extract(source or model, ds.texts, ds.groups, context_window=settings.get(
+                "window", ds.context_window), **load)
         ls = score_part(acts, ds, args.cv, args.cutoff, regression=args.wehbe_regression)
         rec["parts"][ds.name] = {"score": ls.best.score, "best_layer": ls.best_layer,
                                  "layers": ls.scores.tolist(), "per_subject": ls.best.per_subject,
@@ -736,6 +742,12 @@ def parse_args(argv=None):
                    help="Wehbe2014's regression: ridge, a penalty per voxel chosen by inner 10-fold "
                         "cross-validation (Toneva & Wehbe's pipeline, the paper's), or ols, the "
                         "least-squares encoder of the other datasets")
+    p.add_argument("--wehbe-features", default="words", choices=["words", "context"],
+                   help="Wehbe2014's word features: words, Toneva & Wehbe's (each word tokenized alone, "
+                        "the mean over the last word's tokens; T5: encoder only), or context, the last "
+                        "token of the window joined into one text, as for the other datasets")
+    p.add_argument("--wehbe-window", type=int, default=0, metavar="N",
+                   help="words the model sees for each Wehbe2014 word (default 0: the dataset's 20)")
     args = p.parse_args(argv)
     args.cache_dir = str(Path(args.cache_dir).expanduser())
     return args
@@ -751,6 +763,7 @@ def main(argv=None):
             args.cache_dir = str(Path(args.cache_dir, "demo"))
             loaded, info = demo(args.cache_dir)
             names, args.datasets = list(info), list(loaded)
+            args.wehbe_features = "context"     # data.synthetic plants its signal from extract()
             banner = "# SYNTHETIC DEMO: tiny random-weight models, planted responses. Not real results.\n"
         elif not args.report:
             wanted = [m for m, i in info.items() if not i.appendix] if args.all else \

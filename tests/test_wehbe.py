@@ -250,3 +250,67 @@ def test_bad_release_stops_the_run_before_any_cache_is_written(tmp_path):
         ba.main(["--models", "gpt2", "--datasets", "Wehbe2014", "--data-dir", str(tmp_path / "data"),
                  "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")])
     assert not (tmp_path / "cache").exists()
+
+
+# --------------------------------------------------------------------------- word features
+
+WORDS = ["Harry", "had", "never,", '"Typical,"', "@Quidditch", "first-year", "met"]
+
+
+def reference(path, family, tokens, positions):
+    """A direct forward pass over hand-written tokens with output_hidden_states, final norm removed
+    (extract reads block outputs before it): the mean over `positions` of every layer."""
+    import torch
+    import transformers
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    net = transformers.AutoModel.from_pretrained(path).eval()
+    if family == "gpt2":
+        net.ln_f = torch.nn.Identity()
+    if family == "t5":
+        net.encoder.final_layer_norm = torch.nn.Identity()
+        net = net.get_encoder()
+    ids = torch.tensor([tok.convert_tokens_to_ids(tokens)])
+    with torch.no_grad():
+        hidden = net(input_ids=ids, output_hidden_states=True).hidden_states
+    return np.stack([h[0, positions].mean(0).numpy() for h in hidden])      # (n_layers, hidden)
+
+
+# word i, the tokens of its 3-word window tokenized word by word with , " @ tokens dropped, and the
+# positions of word i's own tokens (byte-level GPT-2 splits punctuation off; word-level T5 does not)
+CASES = {
+    "gpt2": [(3, ["had", "never", "Typical", ',"'], [2, 3]),
+             (5, ["Typical", ',"', "Quidditch", "first", "-", "year"], [3, 4, 5]),
+             (6, ["Quidditch", "first", "-", "year", "met"], [4]),
+             (0, ["Harry"], [0])],
+    "t5": [(4, ["▁never,", '▁"Typical,"', "▁@Quidditch"], [2]),          # no </s> appended
+           (1, ["▁Harry", "▁had"], [1])],
+    "bert": [(2, ["[CLS]", "harry", "had", "never", "[SEP]"], [3]),
+             (3, ["[CLS]", "had", "never", "typical", "[SEP]"], [3])],
+}
+
+
+@pytest.mark.parametrize("family", CASES)
+def test_word_features_are_tonevas_scheme(tmp_path, family):
+    models = pytest.importorskip("models")
+    path = models.make_tiny_model(family, tmp_path / family, WORDS, seed=2)
+    got = models.extract_words(str(path), WORDS, window=3, device="cpu", progress=False, batch_size=3)
+    assert got.shape == (len(WORDS), 3, 32) and got.dtype == np.float32      # embeddings + 2 blocks
+    for i, tokens, positions in CASES[family]:
+        np.testing.assert_allclose(got[i], reference(path, family, tokens, positions), rtol=1e-4, atol=1e-5)
+
+
+def test_word_features_cache_window_and_bad_words(tmp_path, monkeypatch):
+    models = pytest.importorskip("models")
+    path = models.make_tiny_model("gpt2", tmp_path / "m", WORDS)
+    kw = dict(device="cpu", progress=False, cache_dir=tmp_path / "cache", dataset_key="Wehbe2014")
+    a = models.extract_words(str(path), WORDS, window=3, **kw)
+    wide = models.extract_words(str(path), WORDS, window=5, **kw)
+    assert not np.allclose(a[5], wide[5]) and np.allclose(a[1], wide[1])   # the window matters from word 3 on
+    models._LAST.clear()
+    monkeypatch.setattr(models, "_load", lambda *a, **k: pytest.fail("model loaded again"))
+    np.testing.assert_array_equal(models.extract_words(str(path), WORDS, window=3, **kw), a)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"word 1 \(','\) has no tokens left once"):
+        models.extract_words(str(path), ["Harry", ",", "had"], device="cpu", progress=False)
+    with pytest.raises(ValueError, match="window must be >= 1 word, got 0"):
+        models.extract_words(str(path), WORDS, window=0, device="cpu", progress=False)
