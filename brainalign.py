@@ -415,8 +415,9 @@ def score_part(acts, ds, cv="dataset", cond=1e-6, progress=True, regression="rid
     splits = splits_for(ds, cv)
     if ds.word_tr is None:
         return score_layers(acts, ds.responses, splits, ds.subjects, cond, progress)
-    return best_of([summarize_time_series(*cross_validate_time_series(acts[:, i], ds, splits, regression, cond),
-                                          ds.subjects) for i in _bar(range(acts.shape[1]), progress, "layers")])
+    return best_of([summarize_time_series(*cross_validate_time_series(acts[:, i], ds, splits, regression,
+                                                                      cond), ds.subjects)
+                    for i in _bar(range(acts.shape[1]), progress, "layers")])
 
 
 def run_one(model, dataset, parts, args, info=None, source=None):

@@ -498,7 +498,7 @@ def _scalar(x, path: Path):
 
 WEHBE_SUBJECTS = tuple("FHIJKLMN")
 WEHBE_PREPROCESSED = ("stimuli_words.npy", "fMRI/time_fmri.npy", "fMRI/runs_fmri.npy",
-                      "fMRI/time_words_fmri.npy") + tuple(f"fMRI/data_subject_{s}.npy" for s in WEHBE_SUBJECTS)
+                      "fMRI/time_words_fmri.npy", *(f"fMRI/data_subject_{s}.npy" for s in WEHBE_SUBJECTS))
 
 
 def wehbe2014_preprocessed(folder: str | Path) -> list[Path] | None:

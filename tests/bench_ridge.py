@@ -23,7 +23,8 @@ def main(quick=False):
     n, p, t, subset = 1211, 40, 3000 if quick else 30000, 1000
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, p)) @ np.diag(np.linspace(2, 0.1, p))
-    y = (x @ rng.normal(size=(p, t)) * np.geomspace(0.3, 1e-3, t) + rng.normal(size=(n, t))).astype(np.float32)
+    y = x @ rng.normal(size=(p, t)) * np.geomspace(0.3, 1e-3, t) + rng.normal(size=(n, t))
+    y = y.astype(np.float32)                                  # (1211, 30000), as data.py stores it
     splits = ba.kfold_splits(n, 4, gap=5)
     ours = theirs = ours_cpu = theirs_cpu = 0.0
     agree, worst = 0, 0.0

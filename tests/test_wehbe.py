@@ -118,7 +118,8 @@ def small_series(seed=0, n_voxels=12):
     feats = rng.normal(size=(600, 16)) @ np.diag(np.linspace(3, 0.2, 16))
     per_tr = np.zeros((210, 16))
     np.add.at(per_tr, word_tr, feats)
-    y = np.roll(per_tr, 2, axis=0)[sample_tr] @ rng.normal(size=(16, n_voxels)) * np.linspace(0.5, 0, n_voxels)
+    drive = np.roll(per_tr, 2, axis=0)[sample_tr]                    # a 2-TR delay
+    y = drive @ rng.normal(size=(16, n_voxels)) * np.linspace(0.5, 0, n_voxels)
     y = (y + rng.normal(size=y.shape)).astype(np.float32)
     ds = Dataset("tiny", [f"w{i}" for i in range(600)], ["g"] * 600, y,
                  np.array(["a"] * 3 + ["b"] * (n_voxels - 3)), 0.1, "kfold", n_folds=4, gap=5,
@@ -221,7 +222,8 @@ def test_preprocessed_release_is_the_default_when_present(tmp_path):
      r"data_subject_J.npy: 1 voxel\(s\) hold NaN or inf \(first: column 1\)"),
     ({"stimuli_words.npy": np.arange(N_WORDS)},
      r"stimuli_words.npy: expected an array of shape \(5176,\) .* got shape \(5176,\) and dtype int64"),
-    ({"fMRI/time_words_fmri.npy": WORD_ONSETS[:-1]}, r"time_words_fmri.npy: expected an array of shape \(5176,\)"),
+    ({"fMRI/time_words_fmri.npy": WORD_ONSETS[:-1]},
+     r"time_words_fmri.npy: expected an array of shape \(5176,\)"),
     ({"fMRI/runs_fmri.npy": RUNS[::-1]}, "runs in contiguous blocks of more than 35 TRs"),
 ])
 def test_preprocessed_release_bad_files(tmp_path, edit, message):
