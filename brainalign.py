@@ -176,12 +176,14 @@ def inner_folds(n, n_splits=10):
     return [(np.r_[0:lo, hi:n], np.arange(lo, hi)) for lo, hi in zip(edges[:-1], edges[1:])]
 
 
-def r2_cost(pred, real):
-    """1 - R^2 per column, R^2 exactly as ridge_tools.R2: 1 - mean squared error / variance, passed
-    through nan_to_num. A constant validation column thus costs 1 if predicted exactly (0/0) and
-    ~1.8e308 otherwise (-inf -> the most negative float), for every penalty alike."""
+def r2_cost(pred, real, var):
+    """1 - R^2 per column, R^2 exactly as ridge_tools.R2: 1 - mean squared error / variance (var:
+    real.var(axis=0), computed once for all penalties), passed through nan_to_num. A constant
+    validation column thus costs 1 if predicted exactly (0/0) and ~1.8e308 otherwise (-inf -> the
+    most negative float), for every penalty alike."""
+    resid = real - pred
     with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = 1.0 - ((real - pred) ** 2).mean(axis=0) / real.var(axis=0)
+        r2 = 1.0 - (resid * resid).mean(axis=0) / var
     return 1.0 - np.nan_to_num(r2)
 
 
@@ -212,8 +214,10 @@ def ridge_cv(x, y, penalties=RIDGE_PENALTIES, n_splits=10):
         for train, val in inner_folds(x.shape[0], n_splits):
             u, s, vt = np.linalg.svd(x[train], full_matrices=False)
             a, b = x[val] @ vt.T, u.T @ y[train]                     # (n_val, p), (p, n_targets)
+            real = y[val]
+            var = real.var(axis=0)
             for i, pen in enumerate(penalties):
-                cost[i] += r2_cost((a * (s / (s ** 2 + pen))) @ b, y[val])
+                cost[i] += r2_cost((a * (s / (s ** 2 + pen))) @ b, real, var)
     best = np.argmin(cost, axis=0)                                   # (n_targets,)
     u, s, vt = np.linalg.svd(x, full_matrices=False)
     shrink = s[:, None] / (s[:, None] ** 2 + penalties[best])        # (p, n_targets)

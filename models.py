@@ -10,7 +10,8 @@ attention this is the same computation as one pass per prefix. T5 and BERT-like 
 whole prefix, so they run one pass per prefix, batched. MODELS holds the paper's 25 models and the
 GPT-2 appendix pairs; any hub id or local directory also works.
 
-Leaves out: scoring (brainalign.py), datasets (data.py), generation, quantisation, sub-word pooling.
+Wehbe2014 reads words the way Toneva & Wehbe do instead (extract_words: the mean over a word's tokens).
+Leaves out: scoring (brainalign.py), datasets (data.py), generation, quantisation.
 Run: python -c "import models; print(models.extract('gpt2', ['Hi there.', 'Bye.'], ['a', 'a']).shape)"
 """
 from __future__ import annotations
