@@ -495,6 +495,9 @@ def _scalar(x, path: Path):
 # subjects F H I J K L M N, (1211, n_voxels); utils/utils.py time_fmri.npy (TR onsets), runs_fmri.npy
 # (run 1-4 of each TR), time_words_fmri.npy (word onsets); extract_nlp_features.py
 # data/stimuli_words.npy (the words, in their repository). The data folder mirrors their data/.
+# Shapes as awwkl/brain_language_summarization f341823 utils/utils.py annotates them: time_fmri
+# (1351,) [0, 2, 4, ...], runs_fmri (1351,) 1..4, time_words_fmri (5176,) [20., 20.5, ...],
+# data_subject (1211, ~27905).
 
 WEHBE_SUBJECTS = tuple("FHIJKLMN")
 WEHBE_PREPROCESSED = ("stimuli_words.npy", "fMRI/time_fmri.npy", "fMRI/runs_fmri.npy",
