@@ -269,6 +269,71 @@ def _spread(x, xc):
 
 
 # -----------------------------------------------------------------------------
+# ridge with a per-target penalty chosen by inner cross-validation (Wehbe2014's regression)
+# mtoneva/brain_language_nlp 0f519a0 utils/ridge_tools.py: cross_val_ridge(method='plain')
+
+RIDGE_PENALTIES = 10.0 ** np.arange(-6, 10)      # cross_val_ridge's lambdas, 1e-6 .. 1e9
+
+
+def inner_folds(n, n_splits=10):
+    """sklearn KFold(n_splits) unshuffled: contiguous validation blocks, the first n % n_splits one
+    sample longer -> list of (train, validation) index arrays."""
+    if n < 2 * n_splits:
+        raise ValueError(f"too few training samples for {n_splits} inner folds: n={n}")
+    sizes = np.full(n_splits, n // n_splits) + (np.arange(n_splits) < n % n_splits)
+    edges = np.r_[0, np.cumsum(sizes)]
+    return [(np.r_[0:lo, hi:n], np.arange(lo, hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def r2_cost(pred, real, var):
+    """1 - R^2 per column, R^2 exactly as ridge_tools.R2: 1 - mean squared error / variance (var:
+    real.var(axis=0), computed once for all penalties), passed through nan_to_num. A constant
+    validation column thus costs 1 if predicted exactly (0/0) and ~1.8e308 otherwise (-inf -> the
+    most negative float), for every penalty alike."""
+    resid = real - pred
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = 1.0 - (resid * resid).mean(axis=0) / var
+    return 1.0 - np.nan_to_num(r2)
+
+
+def ridge_cv(x, y, penalties=RIDGE_PENALTIES, n_splits=10):
+    """Ridge without intercept, one penalty per target chosen by inner cross-validation ->
+    (weights (p, n_targets), chosen penalty (n_targets,)). x (n, p) and y (n, n_targets) are the
+    z-scored training fold. Equals Toneva & Wehbe's cross_val_ridge(x, y, n_splits, penalties,
+    method='plain'): unshuffled KFold(n_splits); per target, the penalty with the least summed
+    (1 - R^2) over the validation blocks (the first on ties); then the ridge weights refitted on all
+    of x with that penalty.
+
+    Why it is cheap: the ridge solution for penalty a is V diag(s / (s^2 + a)) U^T y with x = U S V^T,
+    so one thin SVD per inner fold serves every penalty and every target. With A = x_val V and
+    B = U^T y (computed once), the validation predictions of penalty a are (A * d_a) @ B: one
+    (n_val, p) x (p, n_targets) product per penalty, where Toneva's code inverts a Gram matrix and
+    forms x^T y anew for each penalty. The refit needs one more SVD and no product per penalty."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    penalties = np.asarray(penalties, dtype=np.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"x must be (n, p) and y (n, n_targets) with the same n; got {x.shape}, {y.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("x or y contain NaN or inf; z-score the training fold and drop such targets first")
+    if penalties.ndim != 1 or penalties.size == 0 or not (penalties > 0).all():
+        raise ValueError(f"penalties must be a non-empty 1-D array of positive values, got {penalties!r}")
+    cost = np.zeros((penalties.size, y.shape[1]))                    # (n_penalties, n_targets)
+    with np.errstate(over="ignore"):                                 # ~1.8e308 + ~1.8e308 = inf, as in r_cv
+        for train, val in inner_folds(x.shape[0], n_splits):
+            u, s, vt = np.linalg.svd(x[train], full_matrices=False)
+            a, b = x[val] @ vt.T, u.T @ y[train]                     # (n_val, p), (p, n_targets)
+            real = y[val]
+            var = real.var(axis=0)
+            for i, pen in enumerate(penalties):
+                cost[i] += r2_cost((a * (s / (s ** 2 + pen))) @ b, real, var)
+    best = np.argmin(cost, axis=0)                                   # (n_targets,)
+    u, s, vt = np.linalg.svd(x, full_matrices=False)
+    shrink = s[:, None] / (s[:, None] ** 2 + penalties[best])        # (p, n_targets)
+    return vt.T @ (shrink * (u.T @ y)), penalties[best]
+
+
+# -----------------------------------------------------------------------------
 # scoring: cross-validated r per target, then Brain-Score's aggregation
 
 
@@ -421,17 +486,46 @@ def tr_features(word_features, ds, train, n_components=10, delays=(1, 2, 3, 4)):
     return kept
 
 
-def cross_validate_time_series(word_features, ds, splits, cond=1e-6):
-    """Pearson r (n_splits, n_targets) of a time-series dataset: per fold, TR features from
-    tr_features, train and test features z-scored separately (as the pipeline does), the same
-    least-squares encoder as everywhere else. The paper fitted kernel ridge with an inner-CV penalty;
-    with 40 features and ~900 training TRs the unpenalised fit is the natural reference."""
-    y = ds.responses                        # float32: 1,211 TRs x ~240,000 voxels for Wehbe2014
-    r = np.empty((len(splits), y.shape[1]))
-    for i, (train, test) in enumerate(splits):
-        x = tr_features(word_features, ds, train)
-        r[i] = pearson(predict(zscore(x[train]), y[train], zscore(x[test]), cond), y[test])
-    return r
+def cross_validate_time_series(word_features, ds, splits, regression="ridge", cond=1e-6, chunk=20000):
+    """Pearson r of every target on the test folds concatenated -> (r (n_targets,), per_fold
+    (n_splits, n_targets) r within each fold). Per fold, as mtoneva/brain_language_nlp 0f519a0
+    utils/utils.py run_class_time_CV_fmri_crossval_ridge: TR features from tr_features; train and
+    test features, and train and test responses, z-scored separately; regression "ridge" is their
+    per-voxel cross-validated ridge (ridge_cv), "ols" the least-squares encoder used everywhere else.
+    The z-scored test folds and their predictions are stacked and correlated, as
+    awwkl/brain_language_summarization f341823 all_scripts/plot_pearson.py does with the saved
+    preds_t and test_t. Targets go `chunk` at a time (Wehbe2014: ~240,000 voxels of 1,211 TRs)."""
+    if regression not in ("ridge", "ols"):
+        raise ValueError(f"regression must be 'ridge' or 'ols', got {regression!r}")
+    y = ds.responses                                                 # (n_samples, n_targets) float32
+    feats = [tr_features(word_features, ds, train) for train, _ in splits]   # (n_samples, 40) each
+    r, per_fold = np.empty(y.shape[1]), np.empty((len(splits), y.shape[1]))
+    for lo in range(0, y.shape[1], chunk):
+        cols = slice(lo, lo + chunk)
+        preds, reals = [], []
+        for i, (x, (train, test)) in enumerate(zip(feats, splits)):
+            x_train, x_test, y_train = zscore(x[train]), zscore(x[test]), zscore(y[train, cols])
+            if regression == "ridge":
+                preds.append(x_test @ ridge_cv(x_train, y_train)[0])
+            else:
+                preds.append(predict(x_train, y_train, x_test, cond))
+            reals.append(zscore(y[test, cols]))
+            per_fold[i, cols] = pearson(preds[-1], reals[-1])
+        r[cols] = pearson(np.concatenate(preds), np.concatenate(reals))
+    return r, per_fold
+
+
+def summarize_time_series(r, per_fold, subjects):
+    """Aw & Toneva's aggregation of r (n_targets,) on the concatenated test folds: the mean over each
+    subject's voxels, then the mean over subjects (all_scripts/plot_pearson.py). per_split holds the
+    fold-wise mean r over all targets, for inspection only."""
+    subjects = np.asarray(subjects)
+    if subjects.shape != r.shape:
+        raise ValueError(f"subjects has shape {subjects.shape}, expected {r.shape}")
+    per_subject = {str(s): float(r[subjects == s].mean()) for s in dict.fromkeys(subjects.tolist())}
+    subj = np.array(list(per_subject.values()))
+    return Score(score=float(subj.mean()), per_split=per_fold.mean(axis=1), per_target=r,
+                 per_subject=per_subject, mad=float(np.median(np.abs(subj - np.median(subj)))))
 
 
 # -----------------------------------------------------------------------------
@@ -440,7 +534,13 @@ def cross_validate_time_series(word_features, ds, splits, cond=1e-6):
 # resumes, a changed setting never reuses a stale result, and --report needs no model
 
 PIPELINE_VERSION = 2     # bump when the scoring semantics change: older records are then not reused
-SCORING = {"cv": "dataset", "numerics": "brainscore-2023", "cutoff": 1e-6, "embeddings": False}
+SCORING = {"cv": "dataset", "numerics": "brainscore-2023", "cutoff": None, "embeddings": False,
+           "wehbe_regression": "ridge", "wehbe_features": "words", "wehbe_window": 20}
+
+
+def scoring_for(scoring, ds):
+    """The scoring settings that apply to a dataset: the wehbe_* ones to time series only."""
+    return {k: v for k, v in scoring.items() if not k.startswith("wehbe_") or ds.word_tr is not None}
 
 
 def splits_for(ds, cv="dataset"):
@@ -454,17 +554,16 @@ def splits_for(ds, cv="dataset"):
     return kfold_splits(n, ds.n_folds, ds.gap)
 
 
-def score_part(acts, ds, cv="dataset", cond=1e-6, progress=True, numerics="float64"):
+def score_part(acts, ds, cv="dataset", cond=1e-6, progress=True, numerics="float64", regression="ridge"):
     """Every layer of acts (n_stimuli, n_layers, n_features) scored on one dataset part -> [Score].
-    numerics (see cross_validate) applies to Brain-Score's datasets; time series use the float64 fit."""
+    numerics (see cross_validate) applies to Brain-Score's datasets; regression ("ridge" or "ols") to
+    time series (Wehbe2014), which use the float64 fit."""
     splits = splits_for(ds, cv)
     layers = _bar(range(acts.shape[1]), progress, "layers")
     if ds.word_tr is None:
         return [score(acts[:, i], ds.responses, splits, ds.subjects, cond, numerics) for i in layers]
-    # time series: the mean r over voxels, as Toneva & Wehbe's and Aw & Toneva's scripts report it
-    # (the paper does not say; Brain-Score's median is the other choice)
-    return [summarize(cross_validate_time_series(acts[:, i], ds, splits, cond), ds.subjects, np.mean)
-            for i in layers]
+    return [summarize_time_series(*cross_validate_time_series(acts[:, i], ds, splits, regression, cond),
+                                  ds.subjects) for i in layers]
 
 
 def choose_layer(parts, layer_names, embeddings=False):
@@ -519,30 +618,40 @@ def run_one(info, dataset, parts, cache_dir, extraction, scoring=SCORING):
     """Score a model on the parts of one dataset -> a JSON-able record, cached.
     info: the model's models.ModelInfo; parts: the dataset's data.Dataset parts; extraction: keyword
     arguments of models.extract (device, dtype, readout, token_type_ids, batch_size, model_dir);
-    scoring: cv, numerics, cutoff, embeddings (SCORING)."""
+    scoring: SCORING's keys (cv, numerics, cutoff, embeddings, and Wehbe2014's regression, word
+    features and window)."""
     import models
     source = info.name if info.name in models.MODELS else info.hub_id      # a registry key, or the folder
     select = {k: extraction[k] for k in ("dtype", "readout", "token_type_ids", "model_dir") if k in extraction}
     provenance = models.provenance(source, **select)
     data_files = {"files": parts[0].files, "checksum": parts[0].checksum}
+    scoring = scoring_for(scoring, parts[0])
     key = record_key(provenance, data_files, scoring)
     path = score_path(cache_dir, info.name, dataset, key)
     if path.exists() and (rec := read_record(path, key)) is not None:
         return rec | {"cached": True}
     names = provenance["layers"]
     rec = {"model": info.name, "dataset": dataset, "key": key, "pipeline": PIPELINE_VERSION,
-           "provenance": provenance, "data": data_files, "scoring": dict(scoring), "layer_names": names,
-           "base": info.base, "params": info.params, "parts": {}}
+           "provenance": provenance, "data": data_files, "scoring": scoring, "base": info.base,
+           "params": info.params, "parts": {}}
     for ds in parts:
-        acts = models.extract(source, ds.texts, ds.groups, context_window=ds.context_window,
-                              cache_dir=cache_dir, dataset_key=ds.name, **extraction)
+        if scoring.get("wehbe_features") == "words":          # Toneva & Wehbe's word features
+            acts = models.extract_words(source, ds.texts, window=scoring["wehbe_window"], cache_dir=cache_dir,
+                                        dataset_key=ds.name, **extraction)
+            names = names[:acts.shape[1]]                         # T5: its encoder's layers
+        else:
+            window = scoring.get("wehbe_window", ds.context_window)
+            acts = models.extract(source, ds.texts, ds.groups, context_window=window, cache_dir=cache_dir,
+                                  dataset_key=ds.name, **extraction)
         if acts.shape[1] != len(names):
             raise RuntimeError(f"{info.name}: {acts.shape[1]} layers extracted but {len(names)} named")
-        per_layer = score_part(acts, ds, scoring["cv"], scoring["cutoff"] or 1e-6, numerics=scoring["numerics"])
+        per_layer = score_part(acts, ds, scoring["cv"], scoring["cutoff"] or 1e-6, numerics=scoring["numerics"],
+                               regression=scoring.get("wehbe_regression", "ols"))
         rec["parts"][ds.name] = {"layers": [s.score for s in per_layer],
                                  "per_subject": [s.per_subject for s in per_layer],
                                  "mad": [s.mad for s in per_layer], "ceiling": ds.ceiling,
                                  "n_targets": int(ds.responses.shape[1])}
+    rec["layer_names"] = names
     best, mean = choose_layer(rec["parts"], names, scoring["embeddings"])
     done = rec["parts"].values()
     rec |= {"layers": mean.tolist(), "best_layer": best, "best_layer_name": names[best],
@@ -903,6 +1012,16 @@ def parse_args(argv=None):
                    help="with --numerics float64: relative singular-value cutoff of the least-squares "
                         "fit (sklearn >= 1.9 uses 1e-6, 1.6-1.8 max(n, p) x 2.2e-16; sklearn <= 1.5 on "
                         "float32 input is --numerics brainscore-2023, not a cutoff)")
+    p.add_argument("--wehbe-regression", default="ridge", choices=["ridge", "ols"],
+                   help="Wehbe2014's regression: ridge, a penalty per voxel chosen by inner 10-fold "
+                        "cross-validation (Toneva & Wehbe's pipeline, the paper's), or ols, the "
+                        "least-squares encoder of the other datasets")
+    p.add_argument("--wehbe-features", default="words", choices=["words", "context"],
+                   help="Wehbe2014's word features: words, Toneva & Wehbe's (each word tokenized alone, "
+                        "the mean over the last word's tokens; T5: encoder only), or context, the last "
+                        "token of the window joined into one text, as for the other datasets")
+    p.add_argument("--wehbe-window", type=_positive_int, default=20, metavar="N",
+                   help="words the model sees for each Wehbe2014 word (the paper does not say; 20)")
     args = p.parse_args(argv)
     if not (np.isfinite(args.cutoff) and 0 < args.cutoff < 1):
         p.error(f"--cutoff must be a number between 0 and 1 (exclusive), got {args.cutoff}")
@@ -958,7 +1077,9 @@ def check_out(out, force):
 
 def scoring_of(args):
     return {"cv": args.cv, "numerics": args.numerics,
-            "cutoff": args.cutoff if args.numerics == "float64" else None, "embeddings": args.embeddings}
+            "cutoff": args.cutoff if args.numerics == "float64" else None, "embeddings": args.embeddings,
+            "wehbe_regression": args.wehbe_regression, "wehbe_features": args.wehbe_features,
+            "wehbe_window": args.wehbe_window}
 
 
 def extraction_of(args, model_dir=None):
@@ -1006,7 +1127,9 @@ def report_records(args):
         rec = read_record(path)
         if rec is None:
             continue
-        if rec["scoring"] != scoring or any(rec["provenance"].get(k) != v for k, v in wanted.items()):
+        series = "wehbe_regression" in rec["scoring"]          # a time series: its own settings count too
+        expected = {k: v for k, v in scoring.items() if series or not k.startswith("wehbe_")}
+        if rec["scoring"] != expected or any(rec["provenance"].get(k) != v for k, v in wanted.items()):
             other += 1
             continue
         found[(rec["model"], rec["dataset"])] = rec
@@ -1029,6 +1152,7 @@ def main(argv=None):
             args.cache_dir = str(Path(args.cache_dir, "demo"))
             loaded, info = demo(args.cache_dir)
             names, args.datasets = list(info), list(loaded)
+            args.wehbe_features = "context"     # data.synthetic plants its signal from extract()
             banner = "# SYNTHETIC DEMO: tiny random-weight models, planted responses. Not real results.\n"
         elif not args.report:
             models.check_device(args.device)

@@ -29,8 +29,10 @@ How the data are prepared, and the source of each choice:
   first_word = 20 every featured word sees a full window of the same length); voxels = "all" voxels of
   every subject (Aw & Toneva average over all voxels), a parameter of load_wehbe2014(); voxels that
   are non-finite or constant within a run are dropped. Subjects share one TR timeline; their voxels
-  are concatenated along targets, labelled "1".."8". The CMU release is not the detrended, smoothed
-  copy Toneva & Wehbe used, and we do neither.
+  are concatenated along targets, labelled "1".."8". Toneva & Wehbe's own preprocessed copy
+  (detrended, smoothed, trimmed; subjects F..N, load_wehbe2014_preprocessed) is read instead when
+  its files are in the data folder. Of its preprocessing, the CMU loader does the linear detrending
+  per run; no source states the smoothing kernel, so it smooths nothing.
 Left out: xarray, Brain-Score's ceiling estimation (ceilings are the published numbers), ROI masks.
 Run: python data.py Fedorenko2016 path/to/assy_Fedorenko2016_language.nc   (or a folder, or no path)
 """
@@ -130,7 +132,9 @@ DATASETS: dict[str, DatasetInfo] = {
             "natural language-processing (in the brain), NeurIPS"),
         tuple(Remote(f"subject_{k}.mat", tuple(u + f"subject_{k}.mat" for u in _CMU), None)
               for k in range(1, 9)),
-        0.104, "URLs; no sha1 is published (format and shapes are checked instead); file layout"),
+        0.104, "URLs; no sha1 is published (format and shapes are checked instead, and the sha1 "
+               "of what was read is recorded); file layout; the preprocessed release (placed by hand, "
+               "see WEHBE_PREPROCESSED) is used instead when present"),
     "Fedorenko2016": DatasetInfo(
         "Fedorenko2016", "ECoG, 416 words (52 sentences x 8) x 97 electrodes, 5 subjects", (
             "Fedorenko et al. 2016, Neural correlate of the construction of sentence meaning, "
@@ -399,13 +403,15 @@ def _whole_file(name, asm, text_names, group_name, key_names, subject_names) -> 
 # --------------------------------------------------------------------------- Wehbe2014 (MATLAB files)
 
 def load_wehbe2014(paths: list[Path], voxels: str | dict[str, np.ndarray] = "all") -> list[Dataset]:
-    """paths: subject_1.mat .. subject_8.mat. voxels: "all", or {subject label: column indices}."""
+    """The CMU release. paths: subject_1.mat .. subject_8.mat. voxels: "all", or {subject label:
+    column indices}. Each run is linearly detrended over all its TRs, trimmed to [20:-15] and
+    z-scored (the preprocessed release is also smoothed; no source states the kernel, so we don't)."""
     if not (voxels == "all" or isinstance(voxels, dict)):
         raise ValueError(f"voxels must be 'all' or a dict {{subject: column indices}}, got {voxels!r}")
     first = _loadmat(paths[0], ["data", "time", "words"])
     onsets, runs = _wehbe_time(first["time"], paths[0])
     texts, word_tr = _wehbe_words(first["words"], onsets, paths[0])
-    kept = [np.flatnonzero(runs == r)[WEHBE_TRIM[0]:-WEHBE_TRIM[1]] for r in np.unique(runs)]
+    run_rows = [np.flatnonzero(runs == r) for r in np.unique(runs)]
     blocks, subjects = [], []
     for k, path in enumerate(paths, start=1):
         mat = first if k == 1 else _loadmat(path, ["data", "time"])
@@ -420,15 +426,30 @@ def load_wehbe2014(paths: list[Path], voxels: str | dict[str, np.ndarray] = "all
             if str(k) not in voxels:
                 raise ValueError(f"voxels has no entry for subject {str(k)!r} (keys: {list(voxels)})")
             data = data[:, np.asarray(voxels[str(k)], dtype=int)]
-        block = np.concatenate([_zscore(data[rows]) for rows in kept])   # (1211, n_voxels)
+        block = np.concatenate([_zscore(_detrend(data[rows])[WEHBE_TRIM[0]:-WEHBE_TRIM[1]])
+                                for rows in run_rows])                  # (1211, n_voxels)
         usable = np.isfinite(block).all(axis=0)
         blocks.append(block[:, usable].astype(np.float32))
         subjects += [str(k)] * int(usable.sum())
-    return [Dataset(name="Wehbe2014", texts=texts, groups=["chapter9"] * len(texts),
-                    responses=np.concatenate(blocks, axis=1), subjects=np.asarray(subjects),
-                    ceiling=DATASETS["Wehbe2014"].ceiling, cv="kfold", n_folds=4, gap=5,
-                    context_window=WEHBE_CONTEXT, word_tr=word_tr, sample_tr=np.concatenate(kept),
-                    n_tr=WEHBE_N_TR, first_word=WEHBE_FIRST_WORD)]
+    kept = np.concatenate([rows[WEHBE_TRIM[0]:-WEHBE_TRIM[1]] for rows in run_rows])
+    return [_wehbe_dataset(texts, word_tr, kept, np.concatenate(blocks, axis=1), subjects)]
+
+
+def _wehbe_dataset(texts, word_tr, kept, responses, subjects) -> Dataset:
+    return Dataset(name="Wehbe2014", texts=texts, groups=["chapter9"] * len(texts),
+                   responses=responses, subjects=np.asarray(subjects),
+                   ceiling=DATASETS["Wehbe2014"].ceiling, cv="kfold", n_folds=4, gap=5,
+                   context_window=WEHBE_CONTEXT, word_tr=word_tr, sample_tr=kept,
+                   n_tr=WEHBE_N_TR, first_word=WEHBE_FIRST_WORD)
+
+
+def _detrend(x: np.ndarray) -> np.ndarray:
+    """Each column minus its least-squares line over the rows (scipy.signal.detrend(type='linear')),
+    written out so that a non-finite column stays NaN (and is dropped) instead of failing the fit."""
+    x = x.astype(np.float64)
+    t = np.arange(x.shape[0]) - (x.shape[0] - 1) / 2.0               # centred time: (n,)
+    xc = x - x.mean(axis=0)
+    return xc - np.outer(t, t @ xc / (t @ t))
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
@@ -487,6 +508,83 @@ def _scalar(x, path: Path):
     return x
 
 
+# --------------------------------------------------------------------------- Wehbe2014 (preprocessed release)
+# Toneva & Wehbe's copy (github mtoneva/brain_language_nlp 0f519a0 README.md: "detrended, smoothed,
+# and trimmed to remove the first 20TRs and the last 15TRs"), from their Google Drive folder, read
+# as their code reads it: predict_brain_from_nlp.py np.load('./data/fMRI/data_subject_{}.npy') for
+# subjects F H I J K L M N, (1211, n_voxels); utils/utils.py time_fmri.npy (TR onsets), runs_fmri.npy
+# (run 1-4 of each TR), time_words_fmri.npy (word onsets); extract_nlp_features.py
+# data/stimuli_words.npy (the words, in their repository). The data folder mirrors their data/.
+# Shapes as awwkl/brain_language_summarization f341823 utils/utils.py annotates them: time_fmri
+# (1351,) [0, 2, 4, ...], runs_fmri (1351,) 1..4, time_words_fmri (5176,) [20., 20.5, ...],
+# data_subject (1211, ~27905).
+
+WEHBE_SUBJECTS = tuple("FHIJKLMN")
+WEHBE_PREPROCESSED = ("stimuli_words.npy", "fMRI/time_fmri.npy", "fMRI/runs_fmri.npy",
+                      "fMRI/time_words_fmri.npy", *(f"fMRI/data_subject_{s}.npy" for s in WEHBE_SUBJECTS))
+
+
+def wehbe2014_preprocessed(folder: str | Path) -> list[Path] | None:
+    """The preprocessed release's files in folder (WEHBE_PREPROCESSED, in order), None if none is there."""
+    paths = [Path(folder, name) for name in WEHBE_PREPROCESSED]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if len(missing) == len(paths):
+        return None
+    if missing:
+        raise ValueError(f"the preprocessed Wehbe2014 release in {folder} is incomplete: missing "
+                         f"{', '.join(missing)}. Put all of {', '.join(WEHBE_PREPROCESSED)} there, or "
+                         f"remove them to use the CMU release")
+    return paths
+
+
+def load_wehbe2014_preprocessed(paths: list[Path]) -> list[Dataset]:
+    """paths: the files of WEHBE_PREPROCESSED, in that order. The responses are used as released
+    (float32; z-scored per fold by the scoring); every voxel must be finite."""
+    words, onsets, runs, word_onsets, *subject_files = [Path(p) for p in paths]
+    texts = _npy(words, "U", (WEHBE_N_WORDS,))
+    onsets = _npy(onsets, "fiu", (WEHBE_N_TR,)).astype(np.float64)
+    runs = _npy(runs, "iuf", (WEHBE_N_TR,)).astype(int)
+    word_onsets = _npy(word_onsets, "fiu", (WEHBE_N_WORDS,)).astype(np.float64)
+    _wehbe_time(np.c_[onsets, runs], Path(paths[1]))
+    word_tr = np.searchsorted(onsets, word_onsets, side="left") - 1     # last TR starting strictly before
+    if word_tr.min() < 0:
+        raise ValueError(f"{paths[3]}: word {int(np.argmin(word_tr))} starts before the first TR")
+    kept = np.concatenate([np.flatnonzero(runs == r)[WEHBE_TRIM[0]:-WEHBE_TRIM[1]] for r in np.unique(runs)])
+    blocks, subjects = [], []
+    for label, path in zip(WEHBE_SUBJECTS, subject_files):
+        data = _npy(path, "fiu", (len(kept), None))                      # (1211, n_voxels)
+        bad = ~np.isfinite(data).all(axis=0)
+        if bad.any():
+            raise ValueError(f"{path}: {int(bad.sum())} voxel(s) hold NaN or inf (first: column "
+                             f"{int(np.argmax(bad))}); the release has none, so the file is damaged "
+                             f"or another copy: fetch it again")
+        blocks.append(data.astype(np.float32))
+        subjects += [label] * data.shape[1]
+    return [_wehbe_dataset([str(w) for w in texts], word_tr, kept, np.concatenate(blocks, axis=1), subjects)]
+
+
+def _npy(path: Path, kinds: str, shape: tuple) -> np.ndarray:
+    """np.load without pickles, its dtype kind in kinds and its shape (None = any length) checked."""
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            raise ValueError(f"{path} is not a readable .npy file (no .npy header); fetch it again")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise ValueError(f"{path} holds Python objects (a pickled array); brainalign never loads "
+                             f"pickles: re-save it as a plain numeric or string array") from None
+        raise ValueError(f"{path} is not a readable .npy file ({e})") from None
+    except (OSError, EOFError) as e:
+        raise ValueError(f"{path} is not a readable .npy file ({e})") from None
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in kinds or x.ndim != len(shape) or any(
+            want is not None and got != want for got, want in zip(x.shape, shape)):
+        raise ValueError(f"{path}: expected an array of shape {shape} (None: any length) and dtype "
+                         f"kind {kinds!r} (f float, i/u integer, U text), got "
+                         f"shape {getattr(x, 'shape', None)} and dtype {getattr(x, 'dtype', None)}")
+    return x
+
+
 # --------------------------------------------------------------------------- entry points
 
 _LOADERS = {"Pereira2018": load_pereira2018, "Blank2014": load_blank2014,
@@ -494,7 +592,12 @@ _LOADERS = {"Pereira2018": load_pereira2018, "Blank2014": load_blank2014,
 
 
 def load(name: str, data_dir: str | Path | None = None, download: bool = True) -> list[Dataset]:
-    """The dataset's parts to score separately and average (Pereira2018: 243sentences, 384sentences)."""
+    """The dataset's parts to score separately and average (Pereira2018: 243sentences, 384sentences).
+    Wehbe2014: Toneva & Wehbe's preprocessed release when its files are in the data folder, else
+    the CMU release. Each part records the sha1 of every file read (Dataset.files)."""
+    if name == "Wehbe2014" and (paths := wehbe2014_preprocessed(data_home(data_dir))):
+        files = {p.name: sha1sum(p) for p in paths}                       # no sha1 is published
+        return [replace(part, files=files, checksum="unpublished") for part in load_wehbe2014_preprocessed(paths)]
     remotes, paths = info(name).files, fetch(name, data_dir, download)
     files = {p.name: r.sha1 or sha1sum(p) for r, p in zip(remotes, paths)}    # registered sha1s were checked
     return [replace(part, files=files, checksum="verified" if all(r.sha1 for r in remotes) else "unpublished")

@@ -10,7 +10,8 @@ attention this is the same computation as one pass per prefix. T5 and BERT-like 
 whole prefix, so they run one pass per prefix, batched. MODELS holds the paper's 25 models and the
 GPT-2 appendix pairs; any hub id or local directory also works.
 
-Leaves out: scoring (brainalign.py), datasets (data.py), generation, quantisation, sub-word pooling.
+Wehbe2014 reads words the way Toneva & Wehbe do instead (extract_words: the mean over a word's tokens).
+Leaves out: scoring (brainalign.py), datasets (data.py), generation, quantisation.
 Run: python -c "import models; print(models.extract('gpt2', ['Hi there.', 'Bye.'], ['a', 'a']).shape)"
 """
 from __future__ import annotations
@@ -632,6 +633,128 @@ def extract(model: str, texts: list[str], groups: list[str], *, context_window: 
     if path:
         _write_cache(path, key, acts, provenance=json.dumps(source))
     return acts
+
+
+# --------------------------------------------------------------------------- word features (Wehbe2014)
+# Toneva & Wehbe's scheme (mtoneva/brain_language_nlp 0f519a0 extract_nlp_features.py and
+# utils/bert_utils.py, utils/xl_utils.py; awwkl/brain_language_summarization f341823
+# utils/models/long_t5_utils.py): each word is tokenized on its own, tokens equal to one of
+# REMOVE_TOKENS dropped, the window's token ids concatenated; a word's feature is the mean over the
+# tokens of the window's last word. No special tokens (T5: the encoder alone, no EOS), except [CLS]
+# and [SEP] around BERT-like inputs, as their BERT code adds them.
+REMOVE_TOKENS = (",", '"', "@")   # extract_nlp_features.py remove_chars, compared token by token
+WORDS_FORMAT = "brainalign-words-v1"  # bump when the word-feature semantics change
+
+
+def _word_ids(tok, words: list[str]) -> list[list[int]]:
+    """Token ids of every word tokenized alone, REMOVE_TOKENS dropped (bert_utils.predict_bert_embeddings)."""
+    out = []
+    for i, word in enumerate(words):
+        tokens = [t for t in tok.tokenize(word) if t not in REMOVE_TOKENS]
+        if not tokens:
+            raise ValueError(f"word {i} ({word!r}) has no tokens left once {REMOVE_TOKENS} are dropped; "
+                             "drop the word from the stimuli or merge it into its neighbour")
+        out.append(tok.convert_tokens_to_ids(tokens))
+    return out
+
+
+def _word_jobs(tok, kind, words, window) -> list[tuple[list[int], list[int]]]:
+    """-> per word: (token ids of its window, positions of its own tokens in them). The window is the
+    word and the window - 1 words before it (fewer at the start: Aw & Toneva's growing prefixes)."""
+    ids = _word_ids(tok, words)
+    wrap = kind == "encoder" and tok.cls_token_id is not None and tok.sep_token_id is not None
+    jobs = []
+    for i in range(len(words)):
+        seq = [t for w in ids[max(0, i - window + 1):i + 1] for t in w]
+        last = list(range(len(seq) - len(ids[i]), len(seq)))
+        if wrap:                                                 # [CLS] words [SEP], read the last word
+            seq, last = [tok.cls_token_id] + seq + [tok.sep_token_id], [p + 1 for p in last]
+        jobs.append((seq, last))
+    return jobs
+
+
+def extract_words(model: str, words: list[str], *, window: int = 20, device: str = "auto",
+                  dtype: str = "float32", batch_size: int = 8, readout: str = "paper",
+                  token_type_ids: str = "drop", cache_dir: str | Path | None = None, dataset_key: str = "",
+                  revision: str | None = None, model_dir: str | Path | None = None,
+                  progress: bool = True) -> np.ndarray:
+    """Toneva & Wehbe's word features -> (n_words, n_layers_out, hidden) float32: for word i, one
+    forward pass over words i-window+1 .. i (tokenized word by word, see REMOVE_TOKENS), the mean
+    over word i's tokens of every layer's output (embeddings, then every block, read as extract()
+    reads them). T5: the encoder's layers only (the first 1 + n_blocks of layer_names()).
+    A causal model needs one pass per window: windows start at different words, so no pass can
+    serve two of them. Arguments and caching as extract() (cached as <dataset_key>.words-<window>;
+    token_type_ids only enters the provenance: word-by-word inputs carry none)."""
+    info, words = resolve(model), list(words)
+    _check(words, ["words"] * len(words), window, batch_size, dtype)
+    if window < 1:
+        raise ValueError(f"window must be >= 1 word, got {window}")
+    source = provenance(model, revision=revision, model_dir=model_dir, dtype=dtype, readout=readout,
+                        token_type_ids=token_type_ids)
+    key = key_of({"source": source, "format": WORDS_FORMAT, "words": words, "window": window})
+    path = _cache_path(cache_dir, info.name, key_of(source), f"{dataset_key}.words-{window}") \
+        if cache_dir and dataset_key else None
+    if path and (cached := _read_cache(path, key)) is not None:
+        return cached
+    device = check_device(device)
+    loaded = (key_of(source["weights"]), revision, str(model_dir), device, dtype)
+    if loaded not in _LAST:
+        _LAST.clear()
+        _LAST[loaded] = _load(info, revision, model_dir, device, dtype, cache_dir, progress)
+    tok, net, config = _LAST[loaded]
+    kind = _kind(config)
+    jobs = _word_jobs(tok, kind, words, window)
+    acts = _run_words(net, config, kind, jobs, batch_size, progress, info.name, readout)
+    if path:
+        _write_cache(path, key, acts, provenance=json.dumps(source), window=window)
+    return acts
+
+
+def _run_words(net, config, kind, jobs, batch_size, progress, desc, readout="paper") -> np.ndarray:
+    """Run the windows in length-sorted, right-padded batches; hooks average each row's read positions.
+    Windows are short (~30 tokens for 20 words), so a batch holds many: the token budget bounds it."""
+    blocks = _blocks(net, config)[0]                             # T5: the encoder's blocks
+    forward = net.get_encoder() if kind == "seq2seq" else net
+    out, now = None, {}
+
+    def record(layer, h):                                        # h: (batch, seq, hidden)
+        nonlocal out
+        mean = torch.einsum("bs,bsh->bh", now["weights"].to(h.device, h.dtype), h)    # (batch, hidden)
+        if out is None:
+            out = np.zeros((len(jobs), len(blocks) + 1, h.shape[-1]), np.float32)
+        out[now["rows"], layer] = mean.float().cpu().numpy()
+
+    hooks = [blocks[0].register_forward_pre_hook(
+        lambda m, a, k: record(0, a[0] if a else k["hidden_states"]), with_kwargs=True)]
+    norm = _post_attention_norm(config, readout)                 # LLaMA: as extract() reads it
+    for j, block in enumerate(blocks):
+        hooks.append((block.post_attention_layernorm if norm else block).register_forward_hook(
+            lambda m, a, o, l=j + 1: record(l, o[0] if isinstance(o, tuple) else o)))
+    batches = [[]]  # similar lengths together, at most batch_size * 512 padded tokens (as extract)
+    for i in sorted(range(len(jobs)), key=lambda i: len(jobs[i][0])):
+        if batches[-1] and (len(batches[-1]) + 1) * len(jobs[i][0]) > batch_size * 512:
+            batches.append([])
+        batches[-1].append(i)
+    pad = getattr(config, "pad_token_id", None) or 0
+    dev = net.get_input_embeddings().weight.device
+    try:
+        for rows in tqdm(batches, desc=desc, unit="batch", disable=None if progress else True):
+            width = max(len(jobs[i][0]) for i in rows)
+            ids = torch.full((len(rows), width), pad, dtype=torch.long)     # right padding: never read
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            weights = torch.zeros((len(rows), width))
+            for r, i in enumerate(rows):
+                seq, last = jobs[i]
+                ids[r, :len(seq)], mask[r, :len(seq)] = torch.tensor(seq), 1
+                weights[r, last] = 1.0 / len(last)
+            now.update(rows=np.array(rows), weights=weights)
+            with torch.inference_mode():
+                forward(input_ids=ids.to(dev), attention_mask=mask.to(dev),
+                        **({"use_cache": False} if kind == "causal" else {}))
+    finally:
+        for h in hooks:
+            h.remove()
+    return out
 
 
 # --------------------------------------------------------------------------- tiny models

@@ -132,6 +132,7 @@ def words_element():
 def subject_values(k):
     rng = np.random.default_rng(k)
     values = rng.normal(size=(data.WEHBE_N_TR, 3 + k % 2)) + 10.0 * RUNS[:, None]   # per-run offsets
+    values += 0.02 * np.arange(data.WEHBE_N_TR)[:, None]                          # and a linear drift
     if k == 2:
         values[:, 0] = 5.0           # constant voxel: dropped
         values[100, 1] = np.nan      # non-finite voxel: dropped
@@ -360,8 +361,13 @@ def test_wehbe2014_pipeline(tmp_path, words_element):
         block = d.responses[run_of_row == r]
         np.testing.assert_allclose(block.mean(0), 0, atol=1e-5)
         np.testing.assert_allclose(block.std(0), 1, atol=1e-5)
-    raw = subject_values(1)[d.sample_tr[run_of_row == 1], 0]          # 303 TRs of run 1
-    np.testing.assert_allclose(d.responses[run_of_row == 1, 0], (raw - raw.mean()) / raw.std(), rtol=1e-5)
+    # each run linearly detrended over all its 338 TRs (np.polyfit), then trimmed and standardised
+    raw = subject_values(1)[RUNS == 1, 0]
+    resid = (raw - np.polyval(np.polyfit(np.arange(338), raw, 1), np.arange(338)))[20:-15]
+    np.testing.assert_allclose(d.responses[run_of_row == 1, 0], (resid - resid.mean()) / resid.std(),
+                               rtol=1e-4, atol=1e-5)
+    # what was loaded, by sha1
+    assert d.files == {p.name: hashlib.sha1(p.read_bytes()).hexdigest() for p in paths}
 
 
 def test_wehbe2014_voxel_choice(tmp_path, words_element):

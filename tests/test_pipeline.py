@@ -53,6 +53,13 @@ def test_main_scores_real_format_files_with_a_local_model(tmp_path, monkeypatch,
     assert len(wehbe_rec["parts"]["Wehbe2014"]["layers"]) == 3           # embeddings + 2 blocks
     assert wehbe_rec["layer_names"] == ["embeddings", "block.0", "block.1"]
     assert wehbe_rec["parts"]["Wehbe2014"]["n_targets"] == 26
+    # Wehbe2014's choices and the sha1 of every file read are in the record; a score per subject
+    w = wehbe_rec["scoring"]
+    assert (w["wehbe_regression"], w["wehbe_features"], w["wehbe_window"]) == ("ridge", "words", 20)
+    assert "wehbe_regression" not in pereira_rec["scoring"]
+    mats = [folder / f"subject_{k}.mat" for k in range(1, 9)]
+    assert wehbe_rec["data"]["files"] == {p.name: hashlib.sha1(p.read_bytes()).hexdigest() for p in mats}
+    assert list(wehbe_rec["parts"]["Wehbe2014"]["per_subject"][wehbe_rec["best_layer"]]) == [str(k) for k in range(1, 9)]
     assert all(np.isfinite(p["layers"]).all() for r in (pereira_rec, wehbe_rec) for p in r["parts"].values())
     row = list(tables.values())[0][0]
     assert row["model"] == model.name and "Average" in row

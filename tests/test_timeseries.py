@@ -28,6 +28,11 @@ def tiny_series(word_tr, sample_tr, n_tr, responses=None, first_word=0):
                    first_word=first_word)
 
 
+def standardized(v):
+    """(v - mean) / std by hand (population std), independent of the code under test."""
+    return (v - sum(v) / len(v)) / np.sqrt(sum((v - sum(v) / len(v)) ** 2) / len(v))
+
+
 def test_tr_features_by_hand():
     # 12 TRs; words shown in TRs 0,0,1,2,2,3...; with 1 component and delays (1,),
     # feature of TR t = mean PC score of the words of TR t-1; then z-scored within each run
@@ -38,9 +43,44 @@ def test_tr_features_by_hand():
     score = (np.arange(13.0) - 6.0) * np.sqrt(5)                     # projection on the unit PC
     per_tr = np.array([score[word_tr == t].mean() if (word_tr == t).any() else 0.0 for t in range(12)])
     delayed = np.r_[0.0, per_tr[:-1]]
-    expect = np.r_[ba.zscore(delayed[1:6]), ba.zscore(delayed[7:12])]
-    np.testing.assert_allclose(np.abs(x[:, 0]), np.abs(expect), atol=1e-10)
-    assert np.allclose(x[:, 0], expect) or np.allclose(x[:, 0], -expect)
+    expect = np.r_[standardized(delayed[1:6]), standardized(delayed[7:12])]
+    assert np.allclose(x[:, 0], expect, atol=1e-10) or np.allclose(x[:, 0], -expect, atol=1e-10)
+
+
+def test_pca_is_fitted_on_the_words_of_training_trs_only(monkeypatch):
+    # TRs 0..29, two words each; kept TRs 2..27 (samples 0..25); training samples 0..12 = TRs 2..14
+    word_tr = np.repeat(np.arange(30), 2)
+    feats = np.random.default_rng(0).normal(size=(60, 4))
+    ds = tiny_series(word_tr, np.arange(2, 28), 30, first_word=6)
+    fitted = []
+    real = ba.top_components
+
+    def recording(x, k):
+        fitted.append(x.copy())
+        return real(x, k)
+
+    monkeypatch.setattr(ba, "top_components", recording)
+    ba.tr_features(feats, ds, np.arange(13), n_components=2, delays=(1,))
+    # words 6..29 are shown in TRs 3..14: words from first_word on, in training TRs; nothing else
+    (rows,) = fitted
+    np.testing.assert_array_equal(rows, feats[6:30])
+
+
+def test_splits_for_uses_the_datasets_folds_and_gap():
+    # 1,211 TRs, 4 folds of 302 (the last 305), 5 TRs dropped at each train/test boundary
+    ds = tiny_series(np.zeros(5, int), np.arange(1211), 1300)
+    ds = Dataset(**{**ds.__dict__, "n_folds": 4, "gap": 5})
+    got = ba.splits_for(ds)
+    expect = [(np.arange(307, 1211), np.arange(0, 302)),
+              (np.r_[0:302, 604:1211], np.arange(307, 599)),
+              (np.r_[0:604, 906:1211], np.arange(609, 901)),
+              (np.arange(0, 901), np.arange(906, 1211))]
+    assert len(got) == 4
+    for (train, test), (e_train, e_test) in zip(got, expect):
+        np.testing.assert_array_equal(train, e_train)
+        np.testing.assert_array_equal(test, e_test)
+    three = ba.splits_for(Dataset(**{**ds.__dict__, "n_folds": 3, "gap": 2}))
+    np.testing.assert_array_equal(three[0][0], np.arange(405, 1211))
 
 
 def test_first_words_and_trimmed_trs_fit_no_pca():
@@ -56,7 +96,8 @@ def test_first_words_and_trimmed_trs_fit_no_pca():
     np.testing.assert_allclose(np.abs(a[:, :]), np.abs(b[:, :]), atol=1e-8)
 
 
-def test_planted_signal_through_the_time_series_pipeline():
+@pytest.mark.parametrize("regression", ["ridge", "ols"])
+def test_planted_signal_through_the_time_series_pipeline(regression):
     rng = np.random.default_rng(1)
     n_words, n_tr = 1200, 320
     word_tr = np.arange(n_words) // 4 + 10
@@ -66,10 +107,13 @@ def test_planted_signal_through_the_time_series_pipeline():
     np.add.at(per_tr, word_tr, feats / 4)
     drive = np.roll(per_tr[:, :3], 2, axis=0)[sample_tr]            # 2-TR delay, leading PCs
     y = drive @ rng.normal(size=(3, 30)) + 0.5 * rng.normal(size=(len(sample_tr), 30))
-    ds = tiny_series(word_tr, sample_tr, n_tr, responses=ba.zscore(y).astype(np.float32))
+    ds = tiny_series(word_tr, sample_tr, n_tr, responses=y.astype(np.float32))
     ds = Dataset(**{**ds.__dict__, "subjects": np.repeat(["s1", "s2"], 15), "n_folds": 4, "gap": 5})
     splits = ba.kfold_splits(len(sample_tr), 4, gap=5)
-    good = ba.summarize(ba.cross_validate_time_series(feats, ds, splits), ds.subjects).score
+    good = ba.summarize_time_series(*ba.cross_validate_time_series(feats, ds, splits, regression),
+                                    ds.subjects)
     noise = rng.normal(size=feats.shape)
-    bad = ba.summarize(ba.cross_validate_time_series(noise, ds, splits), ds.subjects).score
-    assert good > 0.6 and abs(bad) < 0.15
+    bad = ba.summarize_time_series(*ba.cross_validate_time_series(noise, ds, splits, regression),
+                                   ds.subjects)
+    assert good.score > 0.93 and abs(bad.score) < 0.06          # measured: 0.955, -0.02
+    assert set(good.per_subject) == {"s1", "s2"} and good.per_split.shape == (4,)
