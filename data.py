@@ -4,6 +4,8 @@
 Blank2014 (fMRI, 1,317 story fragments x 60 fROIs), Fedorenko2016 (ECoG, 416 words x 97 electrodes;
 not in the paper), all three Brain-Score files, and Wehbe2014 (fMRI, Harry Potter ch. 9 read word by
 word, 8 subjects; the original CMU MATLAB files). `load(name)` returns the parts to score and average.
+Futrell2018 (self-paced reading times, 10,256 words x 180 subjects; Brain-Score's file) is behavioural:
+it loads as one `ReadingTimes`, scored against model surprisal instead of layer activations.
 
 How the data are prepared, and the source of each choice:
 - Brain-Score files (NetCDF4 = HDF5) are read with h5py: `data` (presentation x neuroid, `_FillValue`
@@ -31,6 +33,10 @@ How the data are prepared, and the source of each choice:
   are non-finite or constant within a run are dropped. Subjects share one TR timeline; their voxels
   are concatenated along targets, labelled "1".."8". The CMU release is not the detrended, smoothed
   copy Toneva & Wehbe used, and we do neither.
+- Futrell2018 as Brain-Score's benchmark reads it (brain-score/language 1041be4
+  benchmarks/futrell2018/benchmark.py): the words in stored order (story, then position; the 10
+  stories are one running context), reading times (presentation x subject, NaN where a subject did
+  not read a story), and word_within_sentence_id, whose 1s (first words) the score leaves out.
 Left out: xarray, Brain-Score's ceiling estimation (ceilings are the published numbers), ROI masks.
 Run: python data.py Fedorenko2016 path/to/assy_Fedorenko2016_language.nc   (or a folder, or no path)
 """
@@ -69,6 +75,18 @@ class Dataset:
     sample_tr: np.ndarray | None = None  # (n_samples,) int: index in the full timeline of each response row
     n_tr: int = 0                        # length of the full TR timeline (1,351 for Wehbe2014)
     first_word: int = 0                  # words before this index get no features (Wehbe: 20)
+
+
+@dataclass(frozen=True)
+class ReadingTimes:
+    name: str                   # "Futrell2018"
+    words: list[str]            # (n_words,) in reading order: story, then position in the story
+    stories: np.ndarray         # (n_words,) story of each word
+    sentences: np.ndarray       # (n_words,) sentence of each word
+    word_in_sentence: np.ndarray  # (n_words,) int, 1 = first word of its sentence
+    times: np.ndarray           # (n_words, n_subjects) float64 reading times (ms), NaN = not read
+    subjects: np.ndarray        # (n_subjects,) str
+    ceiling: float              # Brain-Score's published ceiling (.858); brainalign recomputes it
 
 
 @dataclass(frozen=True)
@@ -135,6 +153,12 @@ DATASETS: dict[str, DatasetInfo] = {
         _brainscore_file("Fedorenko2016.language", "2966b6d78e972a72068aa6907377483f427e8d9a",
                          "qvB7YZfEjbXEE64bODNLlQlZKWGpgPhy"),
         float("nan"), "URLs and sha1; no ceiling is published (Brain-Score estimates it at run time)"),
+    "Futrell2018": DatasetInfo(
+        "Futrell2018", "self-paced reading times, 10,256 words of 10 Natural Stories x 180 subjects", (
+            "Futrell et al. 2018, The Natural Stories Corpus, LREC; packaged by " + _BRAINSCORE),
+        _brainscore_file("Futrell2018", "381ccc8038fbdb31235b5f3e1d350f359b5e287f",
+                         "MpR.gIXN8UrUnqwQyj.kCrh4VWrBvsGf"),
+        0.858, "URLs and sha1; the ceiling .858 (Brain-Score's test value; recomputed from the file)"),
 }
 PEREIRA_CEILINGS = {"243sentences": 0.35378928, "384sentences": 0.36343748}
 WEHBE_N_TR, WEHBE_N_WORDS, WEHBE_TRIM, WEHBE_FIRST_WORD, WEHBE_CONTEXT = 1351, 5176, (20, 15), 20, 20
@@ -465,18 +489,39 @@ def _scalar(x, path: Path):
     return x
 
 
+# --------------------------------------------------------------------------- Futrell2018 (behavioural)
+
+def load_futrell2018(paths: list[Path]) -> list[ReadingTimes]:
+    """Brain-Score's Futrell2018 assembly: words x subjects of reading times, in stored order."""
+    asm = read_netcdf(paths[0])
+    word_in_sentence = _coord(asm, "word_within_sentence_id")
+    if word_in_sentence.dtype.kind not in "iu":
+        raise ValueError(f"{asm.path}: word_within_sentence_id must be integers, got {word_in_sentence.dtype}")
+    stories = _coord(asm, "story_id", "story")
+    unread = np.isnan(asm.data).all(axis=1)
+    if unread.any():   # its mean over subjects would be NaN: refuse rather than score around it
+        bad = ", ".join(map(str, dict.fromkeys(stories[unread].tolist())))
+        raise ValueError(f"{asm.path}: {int(unread.sum())} words (story {bad}) have no reading time from any "
+                         f"subject; the file is not the expected release, delete it and download again")
+    return [ReadingTimes(name="Futrell2018", words=[str(w) for w in _coord(asm, "word")], stories=stories,
+                         sentences=_coord(asm, "sentence_id"), word_in_sentence=word_in_sentence,
+                         times=asm.data, subjects=_coord(asm, "subject_id", dim=asm.dims[1]).astype(str),
+                         ceiling=DATASETS["Futrell2018"].ceiling)]
+
+
 # --------------------------------------------------------------------------- entry points
 
 _LOADERS = {"Pereira2018": load_pereira2018, "Blank2014": load_blank2014,
-            "Wehbe2014": load_wehbe2014, "Fedorenko2016": load_fedorenko2016}
+            "Wehbe2014": load_wehbe2014, "Fedorenko2016": load_fedorenko2016,
+            "Futrell2018": load_futrell2018}
 
 
-def load(name: str, data_dir: str | Path | None = None, download: bool = True) -> list[Dataset]:
+def load(name: str, data_dir: str | Path | None = None, download: bool = True) -> list[Dataset | ReadingTimes]:
     """The dataset's parts to score separately and average (Pereira2018: 243sentences, 384sentences)."""
     return load_files(name, fetch(name, data_dir, download))
 
 
-def load_files(name: str, paths: list[str | Path]) -> list[Dataset]:
+def load_files(name: str, paths: list[str | Path]) -> list[Dataset | ReadingTimes]:
     """Read files the caller names, under any file name and without a checksum (formats are checked)."""
     expected = info(name).files
     paths = [Path(p) for p in paths]
@@ -542,5 +587,9 @@ if __name__ == "__main__":
     name, where = sys.argv[1], sys.argv[2:]
     is_file = bool(where) and Path(where[0]).is_file()
     for d in load_files(name, where) if is_file else load(name, where[0] if where else None):
+        if isinstance(d, ReadingTimes):
+            print(f"{d.name}: {len(d.words)} words, {len(set(d.stories.tolist()))} stories, reading times "
+                  f"{d.times.shape}, {int(np.isnan(d.times).sum())} missing")
+            continue
         print(f"{d.name}: {len(d.texts)} stimuli, {len(set(d.groups))} groups, responses "
               f"{d.responses.shape}, {len(set(d.subjects))} subjects, ceiling {d.ceiling}, cv {d.cv}")

@@ -545,27 +545,76 @@ def _load_lm(info: ModelInfo, revision, model_dir, device: str, dtype: str, cach
 
 
 def _word_inputs(tok, words, max_len, progress=True):
-    """Brain-Score's per-word inputs -> [(window ids, n_targets)], one per word: the truncated
-    tokens of prepare_context(words[:i + 1]) and how many of its last tokens are word i's (0: no
+    """Brain-Score's per-word inputs -> [(window ids, n_targets)], one per word: the truncated tokens
+    of prepare_context(words[:i + 1]) and how many of its last tokens are word i's (0: no
     prediction). The new tokens are counted as _tokenize_overflow_aware counts them: the context's
     untruncated length is the kept tokens plus those in the tokenizer's overflow pieces, and the
     word's tokens are the window's positions from (previous length - overflow) on, with Python slice
     semantics. The first input that is all new loses its first token (nothing predicts it), and a
-    window of one token has no prediction (estimate_reading_times). Contexts are tokenized whole,
-    as Brain-Score does (quadratic in the text, a few hundred per call)."""
+    window of one token has no prediction (estimate_reading_times)."""
+    tokenized = _tokenized_by_word(tok, words, max_len)
+    if tokenized is None:
+        log.warning("the tokenizer does not split this text at word boundaries: tokenizing all %d contexts "
+                    "whole, as Brain-Score does (quadratic in the text's length)", len(words))
+        tokenized = _tokenized_whole(tok, words, max_len, progress)
     inputs, previous = [], 0
-    for s in tqdm(range(0, len(words), 256), desc="tokenizing", unit="x256", disable=None if progress else True):
-        contexts = [prepare_context(words[:i + 1]) for i in range(s, min(len(words), s + 256))]
-        for i, enc in enumerate(tok(contexts, truncation=True, max_length=max_len).encodings, start=s):
-            n, overflow = len(enc.ids), sum(len(o.ids) for o in enc.overflowing)
-            new = len(range(n)[previous - overflow:])  # current_tokens = ids[..., previous - overflow:]
-            previous = n + overflow
-            if n > 1 and min(new, n - 1) == 0:
-                raise ValueError(f"word {i} ({words[i]!r}) adds no tokens to its context under this tokenizer, "
-                                 "so it has no surprisal (Brain-Score would give it 0 bits): remove it or join "
-                                 "it to a neighbouring word")
-            inputs.append((enc.ids, min(new, n - 1) if n > 1 else 0))
+    for i, (ids, overflow) in enumerate(tokenized):
+        n = len(ids)
+        new = len(range(n)[previous - overflow:])  # current_tokens = ids[..., previous - overflow:]
+        previous = n + overflow
+        if n > 1 and min(new, n - 1) == 0:
+            raise ValueError(f"word {i} ({words[i]!r}) adds no tokens to its context under this tokenizer, "
+                             "so it has no surprisal (Brain-Score would give it 0 bits): remove it or join "
+                             "it to a neighbouring word")
+        inputs.append((ids, min(new, n - 1) if n > 1 else 0))
     return inputs
+
+
+def _tokenized_whole(tok, words, max_len, progress=True, which=None):
+    """Yield (window ids, overflow count) for the context of every word (or of the words `which`),
+    each context tokenized whole with truncation, as Brain-Score does: O(n^2) in the text."""
+    which = range(len(words)) if which is None else list(which)
+    for s in tqdm(range(0, len(which), 256), desc="tokenizing", unit="x256", disable=None if progress else True):
+        contexts = [prepare_context(words[:i + 1]) for i in which[s:s + 256]]
+        for enc in tok(contexts, truncation=True, max_length=max_len).encodings:
+            yield enc.ids, sum(len(o.ids) for o in enc.overflowing)
+
+
+def _tokenized_by_word(tok, words, max_len) -> list | None:
+    """What _tokenized_whole yields, from one tokenization of each word, in linear time; None when
+    this tokenizer does not split the text at word boundaries. A context's tokens are then the
+    concatenation of its words' tokens (each word with the space before it, as prepare_context puts
+    it), framed by the tokenizer's special tokens; truncation keeps max_len - n_special of them, and
+    the tokenizer returns the overflow in pieces of that size, each framed again. Checked on the
+    whole text and on 20 contexts tokenized whole (spread over the text, and where it first
+    overflows); any difference -> None."""
+    pieces = [w if i == 0 or w[0] in ".,!?;:" else " " + w for i, w in enumerate(words)]
+    if "".join(pieces) != prepare_context(words):
+        return None
+    per_word = tok(pieces, add_special_tokens=False)["input_ids"]
+    content = [t for ids in per_word for t in ids]
+    if tok(prepare_context(words), add_special_tokens=False, verbose=False)["input_ids"] != content:
+        return None
+    framed, bare = tok(pieces[0])["input_ids"], per_word[0]
+    at = next((k for k in range(len(framed) - len(bare) + 1) if framed[k:k + len(bare)] == bare), None)
+    if at is None:
+        return None
+    pre, post = framed[:at], framed[at + len(bare):]
+    room = max_len - len(pre) - len(post)
+    if room < 1:
+        return None
+    out, end = [], 0
+    for ids in per_word:
+        end += len(ids)
+        over = max(0, end - room)
+        kept = content[:end][-room:] if tok.truncation_side == "left" else content[:min(end, room)]
+        out.append((pre + kept + post, over + (len(pre) + len(post)) * -(-over // room)))
+    first_over = next((i for i, (_, over) in enumerate(out) if over), len(out) - 1)
+    check = sorted({*np.linspace(0, len(words) - 1, 18).astype(int).tolist(), first_over,
+                    min(first_over + 1, len(words) - 1)})
+    if any(got != out[i] for i, got in zip(check, _tokenized_whole(tok, words, max_len, False, check))):
+        return None
+    return out
 
 
 def _surprisal_jobs(kind, inputs, one_pass=True):
