@@ -333,12 +333,14 @@ def reading_time_r(surprisal, times, word_in_sentence):
     if surprisal.shape != (len(times),) or word_in_sentence.shape != surprisal.shape:
         raise ValueError(f"surprisal {surprisal.shape} and word_in_sentence {word_in_sentence.shape} must both "
                          f"be ({len(times)},), one value per word of times {np.shape(times)}")
+    times = np.asarray(times, dtype=np.float64)
     keep = word_in_sentence != 1
-    missing = keep & ~np.isfinite(surprisal)
-    if missing.any():
-        raise ValueError(f"{int(missing.sum())} scored words have no surprisal (NaN or inf; the first is word "
-                         f"{int(np.argmax(missing))}); only first words of sentences may lack one")
-    return float(pearson(surprisal[keep, None], mean_reader(np.asarray(times)[keep])[:, None])[0])
+    for missing, what in ((keep & ~np.isfinite(surprisal), "no surprisal (NaN or inf)"),
+                          (keep & np.isnan(times).all(axis=1), "no reading time from any subject")):
+        if missing.any():
+            raise ValueError(f"{int(missing.sum())} scored words (the first is word {int(np.argmax(missing))}) "
+                             f"have {what}; only first words of sentences are left out, so drop those words")
+    return float(pearson(surprisal[keep, None], mean_reader(times[keep])[:, None])[0])
 
 
 def split_half_ceiling(times, n_splits=10, seed=0):
@@ -357,7 +359,11 @@ def split_half_ceiling(times, n_splits=10, seed=0):
         # subjects (Brain-Score then keeps them by id; the ids are unique)
         half = np.zeros(n, dtype=bool)
         half[rng.choice(n, n // 2, replace=False)] = True
-        a, b = mean_reader(times[:, half]), mean_reader(times[:, ~half])
+        try:
+            a, b = mean_reader(times[:, half]), mean_reader(times[:, ~half])
+        except ValueError as err:
+            raise ValueError(f"split {k} of the subjects for the ceiling: {err}; in one half nobody read "
+                             "them (too few subjects, or a story read by too few)") from None
         uncorrected[k] = abs(pearson(a[:, None], b[:, None])[0])
     corrected = 2 * uncorrected / (1 + uncorrected)
     return float(np.median(corrected)), corrected, uncorrected
