@@ -589,8 +589,8 @@ def collect(records, normalize_scores=False):
 
 
 def tables(scores, layers, ceilings, info, normalized=False, behaviour=None):
-    """The four tables -> {title: rows (list of dicts)}. info: {model: ModelInfo}. behaviour: {model:
-    run_behaviour record} adds Futrell2018 columns to the first table and a fifth table."""
+    """The four brain tables -> {title: rows (list of dicts)}. info: {model: ModelInfo}. behaviour:
+    {model: run_behaviour record} adds Futrell2018 columns to the first and a fifth table."""
     columns = [d for d in PAPER_DATASETS if d in ceilings] + sorted(set(ceilings) - set(PAPER_DATASETS))
     size = lambda m: info[m].params if m in info and np.isfinite(info[m].params) else 0.0
     alignment = []

@@ -607,7 +607,7 @@ def _tokenized_by_word(tok, words, max_len) -> list | None:
     for ids in per_word:
         end += len(ids)
         over = max(0, end - room)
-        kept = content[:end][-room:] if tok.truncation_side == "left" else content[:min(end, room)]
+        kept = content[max(0, end - room):end] if tok.truncation_side == "left" else content[:min(end, room)]
         out.append((pre + kept + post, over + (len(pre) + len(post)) * -(-over // room)))
     first_over = next((i for i, (_, over) in enumerate(out) if over), len(out) - 1)
     check = sorted({*np.linspace(0, len(words) - 1, 18).astype(int).tolist(), first_over,
