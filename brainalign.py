@@ -529,6 +529,93 @@ def summarize_time_series(r, per_fold, subjects):
 
 
 # -----------------------------------------------------------------------------
+# behaviour (Futrell2018): model surprisal against self-paced reading times, no fitting, no layers
+# (Brain-Score's Futrell2018-pearsonr: brain-score/language 1041be4 benchmarks/futrell2018/benchmark.py)
+
+BEHAVIOUR_DATASETS = ("Futrell2018",)
+
+
+def mean_reader(times):
+    """Mean reading time over subjects of times (n_words, n_subjects) -> (n_words,), skipping NaN (a
+    subject who did not read the story) as xarray's mean does. A word nobody read is an error."""
+    times = np.asarray(times, dtype=np.float64)
+    read = ~np.isnan(times)
+    if not read.any(axis=1).all():
+        word = int(np.argmin(read.any(axis=1)))
+        raise ValueError(f"{int((~read.any(axis=1)).sum())} words (the first is word {word}) have no reading "
+                         "time from any subject here, so their mean is undefined; drop those words first")
+    return np.where(read, times, 0.0).sum(axis=1) / read.sum(axis=1)
+
+
+def reading_time_r(surprisal, times, word_in_sentence):
+    """Signed Pearson r between surprisal (n_words,) and the mean reader's reading times (times:
+    (n_words, n_subjects)), over the words that are not first in their sentence (word_in_sentence
+    != 1), as the benchmark scores them. Brain-Score's score is |r| (metrics/pearson_correlation)."""
+    surprisal = np.asarray(surprisal, dtype=np.float64)
+    word_in_sentence = np.asarray(word_in_sentence)
+    if surprisal.shape != (len(times),) or word_in_sentence.shape != surprisal.shape:
+        raise ValueError(f"surprisal {surprisal.shape} and word_in_sentence {word_in_sentence.shape} must both "
+                         f"be ({len(times)},), one value per word of times {np.shape(times)}")
+    times = np.asarray(times, dtype=np.float64)
+    keep = word_in_sentence != 1
+    for missing, what in ((keep & ~np.isfinite(surprisal), "no surprisal (NaN or inf)"),
+                          (keep & np.isnan(times).all(axis=1), "no reading time from any subject")):
+        if missing.any():
+            raise ValueError(f"{int(missing.sum())} scored words (the first is word {int(np.argmax(missing))}) "
+                             f"have {what}; only first words of sentences are left out, so drop those words")
+    return float(pearson(surprisal[keep, None], mean_reader(times[keep])[:, None])[0])
+
+
+def split_half_ceiling(times, n_splits=10, seed=0):
+    """Brain-Score's SplitHalvesConsistency(num_splits=10, split_coordinate='subject_id') on all words:
+    per split, |r| between the mean readers of two random halves of the subjects, Spearman-Brown
+    corrected (2c / (1 + c)); the ceiling is the median over splits.
+    times (n_words, n_subjects) -> (ceiling, corrected (n_splits,), uncorrected (n_splits,))."""
+    times = np.asarray(times, dtype=np.float64)
+    n = times.shape[1]
+    if n < 2:
+        raise ValueError(f"a split-half ceiling needs at least 2 subjects, got {n}")
+    rng = np.random.RandomState(seed)
+    uncorrected = np.empty(n_splits)
+    for k in range(n_splits):
+        # RandomState.choice(subject_ids, n // 2, replace=False) draws permutation(n)[:n // 2]: these
+        # subjects (Brain-Score then keeps them by id; the ids are unique)
+        half = np.zeros(n, dtype=bool)
+        half[rng.choice(n, n // 2, replace=False)] = True
+        try:
+            a, b = mean_reader(times[:, half]), mean_reader(times[:, ~half])
+        except ValueError as err:
+            raise ValueError(f"split {k} of the subjects for the ceiling: {err}; in one half nobody read "
+                             "them (too few subjects, or a story read by too few)") from None
+        uncorrected[k] = abs(pearson(a[:, None], b[:, None])[0])
+    corrected = 2 * uncorrected / (1 + uncorrected)
+    return float(np.median(corrected)), corrected, uncorrected
+
+
+def behaviour_score(surprisal, rt):
+    """Futrell2018-pearsonr of one model's surprisal (n_words,) on a data.ReadingTimes -> dict: the
+    raw score |r| ("score"), the signed r, the ceiling computed from the data (with its splits) and
+    the ceiling-normalised score (clipped to [0, 1], as Brain-Score's ceiling_normalize)."""
+    r = reading_time_r(surprisal, rt.times, rt.word_in_sentence)
+    ceiling, corrected, uncorrected = split_half_ceiling(rt.times)
+    return {"score": abs(r), "r": r, "ceiling": ceiling, "normalized": normalize(abs(r), ceiling),
+            "published_ceiling": rt.ceiling, "ceiling_splits": corrected.tolist(),
+            "ceiling_uncorrected": uncorrected.tolist(), "n_words": int(np.sum(rt.word_in_sentence != 1))}
+
+
+def run_behaviour(model, rt, extraction):
+    """The behavioural part of a score record for one model on reading times: no layers, no splits,
+    no per-subject scores (the benchmark compares with the mean reader: mad NaN). model: what
+    models.surprisal loads; rt: a data.ReadingTimes; extraction: as run_one's (device, dtype,
+    batch_size and model_dir apply)."""
+    import models
+    options = {k: extraction[k] for k in ("device", "dtype", "batch_size", "model_dir") if k in extraction}
+    bits = models.surprisal(model, rt.words, **options)
+    return {"layer_names": [], "layers": [], "best_layer": None, "best_layer_name": "-", "mad": float("nan"),
+            **behaviour_score(bits, rt)}
+
+
+# -----------------------------------------------------------------------------
 # one (model, dataset): activations (cached by models.py) -> every layer scored -> best layer;
 # the record is cached as JSON under a key of everything that produced it, so an interrupted run
 # resumes, a changed setting never reuses a stale result, and --report needs no model
@@ -539,7 +626,10 @@ SCORING = {"cv": "dataset", "numerics": "brainscore-2023", "cutoff": None, "embe
 
 
 def scoring_for(scoring, ds):
-    """The scoring settings that apply to a dataset: the wehbe_* ones to time series only."""
+    """The scoring settings that apply to a dataset: the wehbe_* ones to time series only, none to
+    reading times (no regression, no splits)."""
+    if not hasattr(ds, "responses"):
+        return {}
     return {k: v for k, v in scoring.items() if not k.startswith("wehbe_") or ds.word_tr is not None}
 
 
@@ -621,7 +711,7 @@ def run_one(info, dataset, parts, cache_dir, extraction, scoring=SCORING):
     scoring: SCORING's keys (cv, numerics, cutoff, embeddings, and Wehbe2014's regression, word
     features and window)."""
     import models
-    source = info.name if info.name in models.MODELS else info.hub_id      # a registry key, or the folder
+    source = info.name if models.MODELS.get(info.name) is info else info.hub_id   # a registry key, or else
     select = {k: extraction[k] for k in ("dtype", "readout", "token_type_ids", "model_dir") if k in extraction}
     provenance = models.provenance(source, **select)
     data_files = {"files": parts[0].files, "checksum": parts[0].checksum}
@@ -634,6 +724,10 @@ def run_one(info, dataset, parts, cache_dir, extraction, scoring=SCORING):
     rec = {"model": info.name, "dataset": dataset, "key": key, "pipeline": PIPELINE_VERSION,
            "provenance": provenance, "data": data_files, "scoring": scoring, "base": info.base,
            "params": info.params, "parts": {}}
+    if dataset in BEHAVIOUR_DATASETS:                  # surprisal against reading times
+        rec |= run_behaviour(source, parts[0], extraction)
+        write_atomic(path, json.dumps(rec, indent=1))
+        return rec
     for ds in parts:
         if scoring.get("wehbe_features") == "words":          # Toneva & Wehbe's word features
             acts = models.extract_words(source, ds.texts, window=scoring["wehbe_window"], cache_dir=cache_dir,
@@ -755,6 +849,31 @@ def compare_pairs(scores, pairs, datasets=PAPER_DATASETS + ("Average",)):
     return out
 
 
+def compare_behaviour(values, pairs):
+    """Instruction tuning and behavioural alignment, kept apart from the brain Average as the paper
+    keeps Table 9 apart: values {model: score}, pairs [(tuned, vanilla), ...] -> dict with one row per
+    pair (% change), the mean change, how many pairs improved / got worse, a Wilcoxon signed-rank test
+    of tuned vs vanilla and a bootstrap 95% CI of the mean change."""
+    rows, done = [], []
+    for tuned, vanilla in pairs:
+        missing = [m for m in (tuned, vanilla) if values.get(m) is None]
+        if missing:
+            rows.append({"tuned": tuned, "vanilla": vanilla, "note": f"not run: {', '.join(missing)}"})
+            continue
+        change = relative_change(values[tuned], values[vanilla])
+        rows.append({"tuned": tuned, "vanilla": vanilla, "tuned score": values[tuned],
+                     "vanilla score": values[vanilla], "change": change})
+        done.append((values[tuned], values[vanilla], change))
+    out = {"rows": rows, "n_pairs": len(done), "mean": float(np.mean([c for *_, c in done])) if done else float("nan"),
+           "improved": sum(c > 0 for *_, c in done), "worse": sum(c < 0 for *_, c in done)}
+    if len(done) >= 2:
+        import scipy.stats
+        t, v, change = np.array(done).T
+        out["wilcoxon_p"] = float(scipy.stats.wilcoxon(t, v).pvalue) if np.any(t != v) else 1.0
+        out["ci95"] = bootstrap_ci(change)
+    return out
+
+
 def correlations(scores, info, tuned):
     """Pearson r (and Benjamini-Hochberg p) of the Average score with log10(parameters) over the
     tuned models and over all models, and with MMLU, BBH and next-word-prediction loss over the
@@ -806,8 +925,9 @@ def collect(records, normalize_scores=False, layer_choice="dataset"):
     return scores, layers, ceilings
 
 
-def tables(scores, layers, ceilings, info, normalized=False):
-    """The four tables -> {title: rows (list of dicts)}. info: {model: ModelInfo}."""
+def tables(scores, layers, ceilings, info, normalized=False, behaviour=None):
+    """The four brain tables -> {title: rows (list of dicts)}. info: {model: ModelInfo}. behaviour:
+    {model: run_behaviour record} adds Futrell2018 columns to the first and a fifth table."""
     columns = [d for d in PAPER_DATASETS if d in ceilings] + sorted(set(ceilings) - set(PAPER_DATASETS))
     size = lambda m: info[m].params if m in info and np.isfinite(info[m].params) else 0.0
     alignment = []
@@ -838,8 +958,45 @@ def tables(scores, layers, ceilings, info, normalized=False):
             "Correlation of the Average score with model properties":
                 correlations(scores, info, {m for m, _ in pairs}),
             "Noise ceilings": [{"dataset": d, "ceiling": ceilings[d],
-                                "paper (Table 6)": PAPER_CEILINGS.get(d)} for d in columns]}
+                                "paper (Table 6)": PAPER_CEILINGS.get(d)} for d in columns],
+            **behaviour_tables(alignment, behaviour or {}, info)}
 
+
+def _percent(value):
+    return None if value is None else f"{value:+.1f}%"
+
+
+def behaviour_tables(alignment, behaviour, info):
+    """Futrell2018 columns added to the rows of the per-model table (our |r|, the paper's Table 9
+    value and the difference, the ceiling-normalised score; a new row for a model scored on behaviour
+    only) and the tuned-vs-vanilla table for behaviour, ours beside the paper's -> {title: rows}."""
+    if not behaviour:
+        return {}
+    rows = {row["model"]: row for row in alignment}
+    for m, rec in behaviour.items():
+        if m not in rows:
+            rows[m] = {"model": m}
+            alignment.append(rows[m])
+        paper = getattr(info.get(m), "paper_futrell", None)
+        rows[m] |= {"Futrell2018": rec["score"], "Futrell2018 paper": paper,
+                    "Futrell2018 diff": None if paper is None else rec["score"] - paper,
+                    "Futrell2018 normalised": rec["normalized"]}
+    pairs = [(m, i.base) for m, i in info.items() if i.base and (m in behaviour or i.base in behaviour)]
+    ours = compare_behaviour({m: rec["score"] for m, rec in behaviour.items()}, pairs)
+    paper = compare_behaviour({m: i.paper_futrell for m, i in info.items()}, pairs)
+    paper_change = {r["tuned"]: r["change"] for r in paper["rows"] if "change" in r}
+    table = [r | {"change": _percent(r.get("change")), "paper change": _percent(paper_change.get(r["tuned"]))}
+             for r in ours["rows"]]
+    for label, cmp in (("ours", ours), ("paper, Table 9", paper)):
+        if cmp["n_pairs"]:
+            note = f"{cmp['improved']}/{cmp['n_pairs']} improved, {cmp['worse']} worse"
+            note += f"; Wilcoxon p = {cmp['wilcoxon_p']:.3g}" if "wilcoxon_p" in cmp else ""
+            table.append({"tuned": f"mean of {cmp['n_pairs']} pairs ({label})", "vanilla": "",
+                          "change": _percent(cmp["mean"]), "note": note})
+    ceiling = np.median([rec["ceiling"] for rec in behaviour.values()])
+    table.append({"tuned": "ceiling", "vanilla": "", "note": f"split-half ceiling from the data {ceiling:.3f} "
+                  f"(Brain-Score's .858); Futrell2018 never enters the brain Average"})
+    return {"Behavioural alignment (Futrell2018): tuned vs vanilla (relative change)": table}
 
 
 def percent(value):
@@ -967,7 +1124,8 @@ def parse_args(argv=None):
     what.add_argument("--report", action="store_true",
                       help="re-render every table from the score cache, loading no model (only the "
                            "records made with the scoring and extraction options given here)")
-    p.add_argument("--datasets", nargs="+", choices=list(data.DATASETS), default=list(PAPER_DATASETS))
+    p.add_argument("--datasets", nargs="+", choices=list(data.DATASETS),
+                   help="default: the paper's three brain datasets; with --all also Futrell2018 (behaviour)")
     p.add_argument("--device", default="auto",
                    help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps, or map (device_map='auto')")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
@@ -1025,6 +1183,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if not (np.isfinite(args.cutoff) and 0 < args.cutoff < 1):
         p.error(f"--cutoff must be a number between 0 and 1 (exclusive), got {args.cutoff}")
+    args.datasets = args.datasets or list(PAPER_DATASETS) + list(BEHAVIOUR_DATASETS) * args.all
     args.cache_dir = str(Path(args.cache_dir).expanduser())
     return args
 
@@ -1128,7 +1287,8 @@ def report_records(args):
         if rec is None:
             continue
         series = "wehbe_regression" in rec["scoring"]          # a time series: its own settings count too
-        expected = {k: v for k, v in scoring.items() if series or not k.startswith("wehbe_")}
+        expected = {} if rec["dataset"] in BEHAVIOUR_DATASETS else \
+            {k: v for k, v in scoring.items() if series or not k.startswith("wehbe_")}
         if rec["scoring"] != expected or any(rec["provenance"].get(k) != v for k, v in wanted.items()):
             other += 1
             continue
@@ -1192,8 +1352,10 @@ def main(argv=None):
         raise SystemExit("brainalign: out of memory. Try --dtype float16 or bfloat16, a smaller "
                          "--batch-size, or --device map (needs accelerate) to spread a large model "
                          "over several GPUs.") from err
-    scores, layers, ceilings = collect(records, args.normalize, args.layer_choice)
-    all_tables = tables(scores, layers, ceilings, info, args.normalize)
+    behaviour = {r["model"]: r for r in records if r["dataset"] in BEHAVIOUR_DATASETS}  # never in the Average
+    scores, layers, ceilings = collect([r for r in records if r["dataset"] not in BEHAVIOUR_DATASETS],
+                                       args.normalize, args.layer_choice)
+    all_tables = tables(scores, layers, ceilings, info, args.normalize, behaviour)
     config = {"args": vars(args), "models": names, "split_seed": 1, "bootstrap_seed": 0,
               "pipeline": PIPELINE_VERSION, "scoring": scoring_of(args),
               "records": {f"{r['model']} | {r['dataset']}": r["key"] for r in records},

@@ -4,6 +4,8 @@
 Blank2014 (fMRI, 1,317 story fragments x 60 fROIs), Fedorenko2016 (ECoG, 416 words x 97 electrodes;
 not in the paper), all three Brain-Score files, and Wehbe2014 (fMRI, Harry Potter ch. 9 read word by
 word, 8 subjects; the original CMU MATLAB files). `load(name)` returns the parts to score and average.
+Futrell2018 (self-paced reading times, 10,256 words x 180 subjects; Brain-Score's file) is behavioural:
+it loads as one `ReadingTimes`, scored against model surprisal instead of layer activations.
 
 How the data are prepared, and the source of each choice:
 - Brain-Score files (NetCDF4 = HDF5) are read with h5py: `data` (presentation x neuroid, `_FillValue`
@@ -33,6 +35,10 @@ How the data are prepared, and the source of each choice:
   (detrended, smoothed, trimmed; subjects F..N, load_wehbe2014_preprocessed) is read instead when
   its files are in the data folder. Of its preprocessing, the CMU loader does the linear detrending
   per run; no source states the smoothing kernel, so it smooths nothing.
+- Futrell2018 as Brain-Score's benchmark reads it (brain-score/language 1041be4
+  benchmarks/futrell2018/benchmark.py): the words in stored order (story, then position; the 10
+  stories are one running context), reading times (presentation x subject, NaN where a subject did
+  not read a story), and word_within_sentence_id, whose 1s (first words) the score leaves out.
 Left out: xarray, Brain-Score's ceiling estimation (ceilings are the published numbers), ROI masks.
 Run: python data.py Fedorenko2016 path/to/assy_Fedorenko2016_language.nc   (or a folder, or no path)
 """
@@ -74,6 +80,20 @@ class Dataset:
     files: dict = field(default_factory=dict)   # file name -> sha1 of what was read (score records keep it)
     checksum: str = "synthetic"          # "verified" (sha1 as registered), "unpublished" (no sha1 to check),
                                          #   "skipped" (read by hand, --data-file), "synthetic"
+
+
+@dataclass(frozen=True)
+class ReadingTimes:
+    name: str                   # "Futrell2018"
+    words: list[str]            # (n_words,) in reading order: story, then position in the story
+    stories: np.ndarray         # (n_words,) story of each word
+    sentences: np.ndarray       # (n_words,) sentence of each word
+    word_in_sentence: np.ndarray  # (n_words,) int, 1 = first word of its sentence
+    times: np.ndarray           # (n_words, n_subjects) float64 reading times (ms), NaN = not read
+    subjects: np.ndarray        # (n_subjects,) str
+    ceiling: float              # Brain-Score's published ceiling (.858); brainalign recomputes it
+    files: dict = field(default_factory=dict)   # as Dataset
+    checksum: str = "synthetic"                  # as Dataset
 
 
 @dataclass(frozen=True)
@@ -142,6 +162,12 @@ DATASETS: dict[str, DatasetInfo] = {
         _brainscore_file("Fedorenko2016.language", "2966b6d78e972a72068aa6907377483f427e8d9a",
                          "qvB7YZfEjbXEE64bODNLlQlZKWGpgPhy"),
         float("nan"), "URLs and sha1; no ceiling is published (Brain-Score estimates it at run time)"),
+    "Futrell2018": DatasetInfo(
+        "Futrell2018", "self-paced reading times, 10,256 words of 10 Natural Stories x 180 subjects", (
+            "Futrell et al. 2018, The Natural Stories Corpus, LREC; packaged by " + _BRAINSCORE),
+        _brainscore_file("Futrell2018", "381ccc8038fbdb31235b5f3e1d350f359b5e287f",
+                         "MpR.gIXN8UrUnqwQyj.kCrh4VWrBvsGf"),
+        0.858, "URLs and sha1; the ceiling .858 (Brain-Score's test value; recomputed from the file)"),
 }
 PEREIRA_CEILINGS = {"243sentences": 0.35378928, "384sentences": 0.36343748}
 WEHBE_N_TR, WEHBE_N_WORDS, WEHBE_TRIM, WEHBE_FIRST_WORD, WEHBE_CONTEXT = 1351, 5176, (20, 15), 20, 20
@@ -585,13 +611,34 @@ def _npy(path: Path, kinds: str, shape: tuple) -> np.ndarray:
     return x
 
 
+# --------------------------------------------------------------------------- Futrell2018 (behavioural)
+
+def load_futrell2018(paths: list[Path]) -> list[ReadingTimes]:
+    """Brain-Score's Futrell2018 assembly: words x subjects of reading times, in stored order."""
+    asm = read_netcdf(paths[0])
+    word_in_sentence = _coord(asm, "word_within_sentence_id")
+    if word_in_sentence.dtype.kind not in "iu":
+        raise ValueError(f"{asm.path}: word_within_sentence_id must be integers, got {word_in_sentence.dtype}")
+    stories = _coord(asm, "story_id", "story")
+    unread = np.isnan(asm.data).all(axis=1)
+    if unread.any():   # its mean over subjects would be NaN: refuse rather than score around it
+        bad = ", ".join(map(str, dict.fromkeys(stories[unread].tolist())))
+        raise ValueError(f"{asm.path}: {int(unread.sum())} words (story {bad}) have no reading time from any "
+                         f"subject; the file is not the expected release, delete it and download again")
+    return [ReadingTimes(name="Futrell2018", words=[str(w) for w in _coord(asm, "word")], stories=stories,
+                         sentences=_coord(asm, "sentence_id"), word_in_sentence=word_in_sentence,
+                         times=asm.data, subjects=_coord(asm, "subject_id", dim=asm.dims[1]).astype(str),
+                         ceiling=DATASETS["Futrell2018"].ceiling)]
+
+
 # --------------------------------------------------------------------------- entry points
 
 _LOADERS = {"Pereira2018": load_pereira2018, "Blank2014": load_blank2014,
-            "Wehbe2014": load_wehbe2014, "Fedorenko2016": load_fedorenko2016}
+            "Wehbe2014": load_wehbe2014, "Fedorenko2016": load_fedorenko2016,
+            "Futrell2018": load_futrell2018}
 
 
-def load(name: str, data_dir: str | Path | None = None, download: bool = True) -> list[Dataset]:
+def load(name: str, data_dir: str | Path | None = None, download: bool = True) -> list[Dataset | ReadingTimes]:
     """The dataset's parts to score separately and average (Pereira2018: 243sentences, 384sentences).
     Wehbe2014: Toneva & Wehbe's preprocessed release when its files are in the data folder, else
     the CMU release. Each part records the sha1 of every file read (Dataset.files)."""
@@ -604,7 +651,7 @@ def load(name: str, data_dir: str | Path | None = None, download: bool = True) -
             for part in _read(name, paths)]
 
 
-def load_files(name: str, paths: list[str | Path]) -> list[Dataset]:
+def load_files(name: str, paths: list[str | Path]) -> list[Dataset | ReadingTimes]:
     """Read files the caller names, under any file name and without a checksum (formats are checked);
     the parts record the sha1 of what was read and checksum="skipped"."""
     paths = _check_paths(name, paths)
@@ -612,7 +659,7 @@ def load_files(name: str, paths: list[str | Path]) -> list[Dataset]:
     return [replace(part, files=files, checksum="skipped") for part in _read(name, paths)]
 
 
-def _read(name: str, paths: list[Path]) -> list[Dataset]:
+def _read(name: str, paths: list[Path]) -> list[Dataset | ReadingTimes]:
     return _LOADERS[name](paths)
 
 
@@ -686,6 +733,10 @@ def main(argv: list[str]) -> None:
     except (ValueError, OSError, DownloadError) as err:
         sys.exit(f"data.py: {err}")
     for d in parts:
+        if isinstance(d, ReadingTimes):
+            print(f"{d.name}: {len(d.words)} words, {len(set(d.stories.tolist()))} stories, reading times "
+                  f"{d.times.shape}, {int(np.isnan(d.times).sum())} missing, checksum {d.checksum}")
+            continue
         print(f"{d.name}: {len(d.texts)} stimuli, {len(set(d.groups))} groups, responses "
               f"{d.responses.shape}, {len(set(d.subjects))} subjects, ceiling {d.ceiling}, cv {d.cv}, "
               f"checksum {d.checksum}")

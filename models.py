@@ -56,6 +56,7 @@ class ModelInfo:
     nwp_loss: float | None = None   # Table 7
     mmlu: float | None = None       # Table 7
     bbh: float | None = None        # Table 7
+    paper_futrell: float | None = None  # Table 9: Futrell2018 reading times (Pearson r with surprisal)
 
 
 # Table 5 (Pereira, Blank, Wehbe, Average) and Table 7 (next-word loss, MMLU, BBH; tuned models only).
@@ -105,6 +106,14 @@ _NOTES = {"llama-7b": _LLAMA, "llama-13b": _LLAMA, "llama-33b": _LLAMA + "; Meta
                                 "huggyllama/llama-7b; not the model the paper scored",
           "stable-vicuna-13b": "CarperAI's delta on LLaMA-13B; merge_delta() adds it to huggyllama/llama-13b"}
 _DELTA_BASES = {"alpaca-7b-stanford": "huggyllama/llama-7b", "stable-vicuna-13b": "huggyllama/llama-13b"}
+# Table 9: behavioural alignment on Futrell2018 (the paper's 25 models; none for the GPT-2 appendix)
+_TABLE9 = {"t5-small": .229, "flan-t5-small": .054, "t5-base": .333, "flan-t5-base": .152,
+           "flan-alpaca-base": .290, "t5-large": .303, "flan-t5-large": .145, "flan-alpaca-large": .291,
+           "t5-xl": .225, "flan-t5-xl": .113, "flan-alpaca-xl": .181, "flan-gpt4all-xl": .251,
+           "flan-sharegpt-xl": .285, "flan-alpaca-gpt4-xl": .250, "t5-xxl": .260, "flan-t5-xxl": .274,
+           "flan-alpaca-xxl": .267, "llama-7b": .204, "alpaca-7b": .206, "vicuna-7b": .205,
+           "llama-13b": .184, "vicuna-13b": .184, "stable-vicuna-13b": .196, "llama-33b": .158,
+           "vicuna-33b": .164}
 
 
 def _row(line: str) -> ModelInfo:
@@ -114,7 +123,7 @@ def _row(line: str) -> ModelInfo:
     return ModelInfo(name, hub_id, family, float(params), int(n_layers), None if base == "-" else base,
                      note=_NOTES.get(name, "appendix: the paper gives only the average" if appendix else ""),
                      delta_base=_DELTA_BASES.get(name), appendix=appendix, paper=tuple(v[:4]),
-                     nwp_loss=v[4], mmlu=v[5], bbh=v[6])
+                     nwp_loss=v[4], mmlu=v[5], bbh=v[6], paper_futrell=_TABLE9.get(name))
 
 
 MODELS: dict[str, ModelInfo] = {m.name: m for m in map(_row, _TABLE.strip().splitlines())}
@@ -122,7 +131,8 @@ MODELS: dict[str, ModelInfo] = {m.name: m for m in map(_row, _TABLE.strip().spli
 
 def resolve(name: str) -> ModelInfo:
     """A registry key, a local model directory, or any hub id ("owner/name") -> ModelInfo. A local
-    directory is named after its folder (`.` -> the current folder's name) and keeps its absolute path."""
+    directory is named after its folder (`.` -> the current folder's name; its absolute path where
+    that name is a registry key) and keeps its absolute path."""
     if name in MODELS:
         return MODELS[name]
     path = Path(name).expanduser()
@@ -131,8 +141,9 @@ def resolve(name: str) -> ModelInfo:
         cfg = _read_config(path)
         n = _count(cfg, "num_hidden_layers") or _count(cfg, "n_layer") or _count(cfg, "num_layers")
         n += _count(cfg, "num_decoder_layers")
-        return ModelInfo(path.name or str(path), str(path), str(cfg.get("model_type", "")), float("nan"), n,
-                         None, note="local directory")
+        name = path.name if path.name and path.name not in MODELS else str(path)   # never a registry key
+        return ModelInfo(name, str(path), str(cfg.get("model_type", "")), float("nan"), n, None,
+                         note="local directory")
     if re.fullmatch(r"[\w.-]+/[\w.-]+", name):
         return ModelInfo(name, name, "", float("nan"), 0, None, note="hub id, not in the registry")
     raise ValueError(f"unknown model {name!r}. Registry: {', '.join(MODELS)}. "
@@ -755,6 +766,215 @@ def _run_words(net, config, kind, jobs, batch_size, progress, desc, readout="pap
         for h in hooks:
             h.remove()
     return out
+
+
+# --------------------------------------------------------------------------- surprisal
+# Reading-time predictions (Futrell2018) as the paper's 2023 Brain-Score computed them
+# (brain-score/language 1041be4 model_helpers/huggingface.py: digest_text, _tokenize_overflow_aware,
+# estimate_reading_times). Word i is fed as prepare_context(words[:i + 1]), tokenized with
+# truncation to the model's maximum length, in one forward pass; its surprisal is the summed
+# -log2 p of the tokens the context gained since word i - 1.
+def _load_lm(info: ModelInfo, revision, model_dir, device: str, dtype: str, cache_dir, progress=True):
+    """-> (tokenizer, model with its trained LM head in eval mode, config). Refuses BERT-like encoders
+    and checkpoints whose LM-head weights are missing (transformers would initialise them at random)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    with _quiet(progress):
+        source, kw = _source(info, revision, model_dir, cache_dir)
+        try:
+            config = AutoConfig.from_pretrained(source, **kw)
+        except Exception as err:
+            raise OSError(_fetch_help(source, err)) from err
+        if _kind(config) == "encoder":
+            raise ValueError(f"{source} is a {config.model_type} encoder: it has no left-to-right language-model "
+                             "head, so it gives no surprisal. Score reading times with a causal LM or T5.")
+        load = {_DTYPE_KW: _DTYPES[dtype]}
+        if _needs_map(info, load[_DTYPE_KW], device):
+            load["device_map"] = "auto"
+        head = AutoModelForSeq2SeqLM if _kind(config) == "seq2seq" else AutoModelForCausalLM
+        try:
+            tok = AutoTokenizer.from_pretrained(source, **kw)
+            model, report = head.from_pretrained(source, output_loading_info=True, **kw, **load)
+        except Exception as err:
+            raise OSError(_fetch_help(source, err)) from err
+    if report["missing_keys"]:
+        raise ValueError(f"{source} lacks trained weights for {', '.join(sorted(report['missing_keys']))}: it was "
+                         "saved without its language-model head (e.g. with AutoModel), so it gives no surprisal. "
+                         "Load the checkpoint that includes the head.")
+    if not tok.is_fast:
+        raise ValueError(f"{source}: Brain-Score counts truncated tokens with a fast (Rust) tokenizer; none loaded")
+    if "device_map" not in load:
+        model.to(device)
+    if _kind(config) == "causal":  # HuggingfaceSubject loads its tokenizer with truncation_side='left'; PR #194
+        tok.truncation_side = "left"  # passes T5's own tokenizer (8ace8f3 models/t5): its default side stays
+    return tok, model.eval(), config
+
+
+def _word_inputs(tok, words, max_len, progress=True):
+    """Brain-Score's per-word inputs -> [(window ids, n_targets)], one per word: the truncated tokens
+    of prepare_context(words[:i + 1]) and how many of its last tokens are word i's (0: no
+    prediction). The new tokens are counted as _tokenize_overflow_aware counts them: the context's
+    untruncated length is the kept tokens plus those in the tokenizer's overflow pieces, and the
+    word's tokens are the window's positions from (previous length - overflow) on, with Python slice
+    semantics. The first input that is all new loses its first token (nothing predicts it), and a
+    window of one token has no prediction (estimate_reading_times)."""
+    tokenized = _tokenized_by_word(tok, words, max_len)
+    if tokenized is None:
+        log.warning("the tokenizer does not split this text at word boundaries: tokenizing all %d contexts "
+                    "whole, as Brain-Score does (quadratic in the text's length)", len(words))
+        tokenized = _tokenized_whole(tok, words, max_len, progress)
+    inputs, previous = [], 0
+    for i, (ids, overflow) in enumerate(tokenized):
+        n = len(ids)
+        new = len(range(n)[previous - overflow:])  # current_tokens = ids[..., previous - overflow:]
+        previous = n + overflow
+        if n > 1 and min(new, n - 1) == 0:
+            raise ValueError(f"word {i} ({words[i]!r}) adds no tokens to its context under this tokenizer, "
+                             "so it has no surprisal (Brain-Score would give it 0 bits): remove it or join "
+                             "it to a neighbouring word")
+        inputs.append((ids, min(new, n - 1) if n > 1 else 0))
+    return inputs
+
+
+def _tokenized_whole(tok, words, max_len, progress=True, which=None):
+    """Yield (window ids, overflow count) for the context of every word (or of the words `which`),
+    each context tokenized whole with truncation, as Brain-Score does: O(n^2) in the text."""
+    which = range(len(words)) if which is None else list(which)
+    for s in tqdm(range(0, len(which), 256), desc="tokenizing", unit="x256", disable=None if progress else True):
+        contexts = [prepare_context(words[:i + 1]) for i in which[s:s + 256]]
+        for enc in tok(contexts, truncation=True, max_length=max_len).encodings:
+            yield enc.ids, sum(len(o.ids) for o in enc.overflowing)
+
+
+def _tokenized_by_word(tok, words, max_len) -> list | None:
+    """What _tokenized_whole yields, from one tokenization of each word, in linear time; None when
+    this tokenizer does not split the text at word boundaries. A context's tokens are then the
+    concatenation of its words' tokens (each word with the space before it, as prepare_context puts
+    it), framed by the tokenizer's special tokens; truncation keeps max_len - n_special of them, and
+    the tokenizer returns the overflow in pieces of that size, each framed again. Checked on the
+    whole text and on 20 contexts tokenized whole (spread over the text, and where it first
+    overflows); any difference -> None."""
+    pieces = [w if i == 0 or w[0] in ".,!?;:" else " " + w for i, w in enumerate(words)]
+    if "".join(pieces) != prepare_context(words):
+        return None
+    per_word = tok(pieces, add_special_tokens=False)["input_ids"]
+    content = [t for ids in per_word for t in ids]
+    if tok(prepare_context(words), add_special_tokens=False, verbose=False)["input_ids"] != content:
+        return None
+    framed, bare = tok(pieces[0])["input_ids"], per_word[0]
+    at = next((k for k in range(len(framed) - len(bare) + 1) if framed[k:k + len(bare)] == bare), None)
+    if at is None:
+        return None
+    pre, post = framed[:at], framed[at + len(bare):]
+    room = max_len - len(pre) - len(post)
+    if room < 1:
+        return None
+    out, end = [], 0
+    for ids in per_word:
+        end += len(ids)
+        over = max(0, end - room)
+        kept = content[max(0, end - room):end] if tok.truncation_side == "left" else content[:min(end, room)]
+        out.append((pre + kept + post, over + (len(pre) + len(post)) * -(-over // room)))
+    first_over = next((i for i, (_, over) in enumerate(out) if over), len(out) - 1)
+    check = sorted({*np.linspace(0, len(words) - 1, 18).astype(int).tolist(), first_over,
+                    min(first_over + 1, len(words) - 1)})
+    if any(got != out[i] for i, got in zip(check, _tokenized_whole(tok, words, max_len, False, check))):
+        return None
+    return out
+
+
+def _surprisal_jobs(kind, inputs, one_pass=True):
+    """-> jobs [(token ids, [(word, n_targets, end), ...])]: one forward sequence each, and where each
+    word reads it (the n_targets tokens before position `end`, each predicted from the position before).
+    Causal models: consecutive words share one sequence while each window extends the previous one
+    (causal attention makes a prefix's logits independent of what follows). That holds until the
+    context first overflows the maximum length; from then on every window starts one word later with
+    positions restarting at 0, so each runs as its own sequence (batched). T5's encoder sees the whole
+    window, so only identical windows share a pass. one_pass=False: one sequence per word."""
+    jobs, seen = [], {}
+    for word, (ids, n_new) in enumerate(inputs):
+        if not n_new:
+            continue
+        last = jobs[-1][0] if jobs else None
+        if kind == "causal" and one_pass and last is not None and (ids[:len(last)] == last or last[:len(ids)] == ids):
+            if len(ids) > len(last):
+                jobs[-1] = (ids, jobs[-1][1])
+            jobs[-1][1].append((word, n_new, len(ids)))
+            continue
+        if kind != "causal" and one_pass and tuple(ids) in seen:
+            jobs[seen[tuple(ids)]][1].append((word, n_new, len(ids)))
+            continue
+        seen[tuple(ids)] = len(jobs)
+        jobs.append((ids, [(word, n_new, len(ids))]))
+    return jobs
+
+
+def _surprisal_run(model, config, kind, jobs, n_words, batch_size, progress, desc) -> np.ndarray:
+    """Run the jobs in length-sorted, right-padded batches -> (n_words,) float64 surprisal in bits, NaN
+    for words without a prediction. Only the logits of the positions read go through log_softmax."""
+    bits, pad = np.full(n_words, np.nan), getattr(config, "pad_token_id", None) or 0
+    dev = model.get_input_embeddings().weight.device
+    batches = [[]]  # as in _run: at most batch_size sequences and batch_size * 512 padded tokens
+    for job in sorted(jobs, key=lambda j: len(j[0])):
+        if batches[-1] and (len(batches[-1]) == batch_size or (len(batches[-1]) + 1) * len(job[0]) > batch_size * 512):
+            batches.append([])
+        batches[-1].append(job)
+    for batch in tqdm(batches if jobs else [], desc=desc, unit="batch", disable=None if progress else True):
+        width = max(len(x) for x, _ in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)  # right padding: never read
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, (x, _) in enumerate(batch):
+            ids[r, :len(x)], mask[r, :len(x)] = torch.tensor(x), 1
+        inputs = {"input_ids": ids.to(dev)}  # causal: right padding is invisible, no mask needed
+        if kind == "seq2seq":  # PR #194 (8ace8f3 model_helpers/huggingface.py): decoder_input_ids = input_ids
+            inputs.update(attention_mask=mask.to(dev), decoder_input_ids=inputs["input_ids"],
+                          decoder_attention_mask=mask.to(dev))
+        reads = [(r, p, x[p], word) for r, (x, rs) in enumerate(batch) for word, n, end in rs for p in range(end - n, end)]
+        row, pos, target, word = (torch.tensor(c) for c in zip(*reads))  # (n_reads,) each
+        with torch.inference_mode():
+            logits = model(**inputs, use_cache=False).logits  # (batch, width, vocab)
+            logp = torch.log_softmax(logits[row.to(dev), (pos - 1).to(dev)].float(), dim=-1)  # (n_reads, vocab)
+            token_bits = (-logp[torch.arange(len(reads)), target.to(dev)] / math.log(2)).cpu().numpy()
+        words = word.numpy()
+        bits[np.unique(words)] = 0.0
+        np.add.at(bits, words, token_bits)  # a word's tokens add up (estimate_reading_times: reduction='sum')
+    return bits
+
+
+def surprisal(model: str, words: list[str], *, device: str = "auto", dtype: str = "float32", batch_size: int = 8,
+              revision: str | None = None, model_dir: str | Path | None = None, cache_dir: str | Path | None = None,
+              progress: bool = True, one_pass: bool = True) -> np.ndarray:
+    """Surprisal in bits of every word given all the words before it -> (n_words,) float64, equal to
+    Brain-Score's per-word computation (one forward pass per word) to float32 rounding. NaN where
+    Brain-Score has no prediction: a word whose input is a single token (the first word, unless it
+    has several tokens or the tokenizer adds a BOS token).
+
+    The words form one running context (Futrell2018 passes its 10 stories as one list). Causal
+    models run the words up to the first overflow of the maximum length as one sequence, then one
+    left-truncated window per word, batched (see _surprisal_jobs). T5 follows the authors' PR #194:
+    the window goes to the encoder and, unshifted, as decoder_input_ids, the decoder's LM-head logits
+    are read, and its tokenizer keeps its own truncation side (right) and its </s>, which the word
+    count of new tokens then includes. model, device, dtype, revision, model_dir: as extract().
+    cache_dir: where delta releases are merged. one_pass=False: one pass per word (for checks)."""
+    info, words = resolve(model), list(words)
+    if not words:
+        raise ValueError("words is empty: give the words in reading order")
+    for i, w in enumerate(words):
+        if not isinstance(w, str) or not w.strip() or w != w.strip():
+            raise ValueError(f"word {i} is {w!r}: every word needs text and no surrounding whitespace")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}: use {', '.join(_DTYPES)}")
+    device = check_device(device)
+    weights = provenance(model, revision=revision, model_dir=model_dir, dtype=dtype)["weights"]
+    loaded = ("lm", key_of(weights), revision, str(model_dir), device, dtype)   # a retrained folder reloads
+    if loaded not in _LAST:  # one model in memory at a time, shared with extract()
+        _LAST.clear()
+        _LAST[loaded] = _load_lm(info, revision, model_dir, device, dtype, cache_dir, progress)
+    tok, net, config = _LAST[loaded]
+    kind = _kind(config)
+    jobs = _surprisal_jobs(kind, _word_inputs(tok, words, _max_length(tok, config), progress), one_pass)
+    return _surprisal_run(net, config, kind, jobs, len(words), batch_size, progress, info.name)
 
 
 # --------------------------------------------------------------------------- tiny models

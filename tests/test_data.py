@@ -152,7 +152,7 @@ def write_wehbe(folder, words_element, time=None, skip_words=False, override=Non
 # --------------------------------------------------------------------------- registry
 
 def test_registry_entries_are_complete():
-    assert list(data.DATASETS) == ["Pereira2018", "Blank2014", "Wehbe2014", "Fedorenko2016"]
+    assert list(data.DATASETS) == ["Pereira2018", "Blank2014", "Wehbe2014", "Fedorenko2016", "Futrell2018"]
     for name, info in data.DATASETS.items():
         assert info.name == name and info.citation and info.files and info.unverified
         for remote in info.files:
@@ -167,7 +167,7 @@ def test_registry_entries_are_complete():
 
 def test_unknown_dataset_lists_the_names(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset 'Pereira'; choose one of: Pereira2018, "
-                                         "Blank2014, Wehbe2014, Fedorenko2016"):
+                                         "Blank2014, Wehbe2014, Fedorenko2016, Futrell2018"):
         data.load("Pereira", data_dir=tmp_path)
 
 
