@@ -196,8 +196,8 @@ def test_tokenizer_that_joins_words_falls_back_to_whole_contexts(tiny):
 
 
 def test_surprisal_on_the_real_words(tmp_path):
-    words = real_words()[0][:100]
-    model = str(models.make_tiny_model("gpt2", tmp_path / "m", words, max_positions=48))
+    words = real_words()[0][:60]
+    model = str(models.make_tiny_model("gpt2", tmp_path / "m", words, max_positions=32))
     ours = models.surprisal(model, words, device="cpu", progress=False)
     np.testing.assert_allclose(ours, brainscore_reading_times(model, words), rtol=1e-5, atol=1e-5)
 
