@@ -37,7 +37,7 @@ def test_demo_prints_and_writes_every_table(demo_run):
     files = {p.name for p in (tmp / "out").iterdir()}
     assert {"tables.md", "config.json", "table1.csv", "table1.json", "table2.csv"} <= files
     if importlib.util.find_spec("matplotlib"):
-        assert {"tuned_vs_vanilla.png", "alignment_vs_size_mmlu.png"} <= files
+        assert {"tuned_vs_vanilla.png", "alignment_vs_size_mmlu_bbh.png", "layers.png"} <= files
     config = json.loads((tmp / "out" / "config.json").read_text())
     assert config["split_seed"] == 1 and config["versions"]["numpy"]
 
