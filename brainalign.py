@@ -812,34 +812,41 @@ def _legend(fig, model_infos, bars=False, paper=False):
 
 
 def _name_points(fig, panels):
-    """Write each point's model name beside it where there is room: at the first of four places
-    (right, left, above, below) where it overlaps no point, no line and no name already written and
-    stays inside its panel; otherwise the point stays unnamed. panels: [(ax, [(model, x, y), ...]
-    in order of priority)]."""
-    from matplotlib.transforms import Bbox
+    """Write each point's model name beside it where there is room: at the first of eight places
+    (right, left, above, below, then diagonally) that stays inside the panel, covers no point, line,
+    legend or name already written, and is nearer to its own point than to any other (so that no
+    name is ambiguous); a point with no such place stays unnamed (the tables name every model).
+    panels: [(ax, [(model, x, y), ...] in order of priority)]."""
     fig.draw_without_rendering()                     # the layout is final from here on
     renderer = fig.canvas.get_renderer()
+    pt = fig.dpi / 72                                # pixels per point
     for ax, points in panels:
         frame = ax.get_window_extent(renderer)
-        half = 3.5 * fig.dpi / 72                    # a marker's half width, in pixels
-        dots = ax.transData.transform([p[1:] for p in points])                       # (n_points, 2)
+        xy = ax.transData.transform([p[1:] for p in points])                        # (n_points, 2)
+        taken = [np.hstack([xy - 3.5 * pt, xy + 3.5 * pt])]                 # boxes (x0, y0, x1, y1)
         for line in ax.get_lines():                  # fits and identity lines, as dots 2 pixels apart
-            xy = line.get_transform().transform(line.get_xydata())
-            steps = np.linspace(0, 1, int(np.abs(np.diff(xy, axis=0)).sum() / 2) + 2)
-            dots = np.vstack([dots, np.column_stack([np.interp(steps, np.linspace(0, 1, len(xy)), xy[:, k])
-                                                     for k in (0, 1)])])
-        taken = [Bbox.from_extents(px - half, py - half, px + half, py + half) for px, py in dots]
+            ends = line.get_transform().transform(line.get_xydata())
+            steps = np.linspace(0, 1, int(np.abs(np.diff(ends, axis=0)).sum() / 2) + 2)
+            dots = np.column_stack([np.interp(steps, np.linspace(0, 1, len(ends)), ends[:, k]) for k in (0, 1)])
+            taken.append(np.hstack([dots - pt, dots + pt]))
         if ax.get_legend():
-            taken.append(ax.get_legend().get_window_extent(renderer))
-        for m, x, y in points:
+            taken.append(np.array([ax.get_legend().get_window_extent(renderer).extents]))
+        taken = np.vstack(taken)
+        for i, (m, x, y) in enumerate(points):
             for dx, dy, ha, va in ((5, 0, "left", "center"), (-5, 0, "right", "center"),
-                                   (0, 5, "center", "bottom"), (0, -5, "center", "top")):
+                                   (0, 5, "center", "bottom"), (0, -5, "center", "top"),
+                                   (4, 4, "left", "bottom"), (4, -4, "left", "top"),
+                                   (-4, 4, "right", "bottom"), (-4, -4, "right", "top")):
                 text = ax.annotate(m, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
                                    fontsize=8, in_layout=False, gid="model name")
-                box = text.get_window_extent(renderer)
-                inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
-                if inside and not any(box.overlaps(t) for t in taken):
-                    taken.append(box)
+                box = text.get_window_extent(renderer).extents                 # (x0, y0, x1, y1)
+                gap = np.hypot(np.maximum.reduce([box[0] - xy[:, 0], xy[:, 0] - box[2], 0 * xy[:, 0]]),
+                               np.maximum.reduce([box[1] - xy[:, 1], xy[:, 1] - box[3], 0 * xy[:, 1]]))
+                inside = (frame.x0 <= box[0]) & (box[2] <= frame.x1) & (frame.y0 <= box[1]) & (box[3] <= frame.y1)
+                covers = ((box[0] < taken[:, 2]) & (taken[:, 0] < box[2]) & (box[1] < taken[:, 3])
+                          & (taken[:, 1] < box[3])).any()
+                if inside and not covers and (np.delete(gap, i) > gap[i] + 2 * pt).all():
+                    taken = np.vstack([taken, box])
                     break
                 text.remove()
 
