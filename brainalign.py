@@ -573,7 +573,8 @@ def paper_value(model_info, dataset):
     if dataset == "Futrell2018":
         value = getattr(model_info, "paper_futrell", None)
     else:
-        value = dict(zip(PAPER_DATASETS + ("Average",), getattr(model_info, "paper", None) or ())).get(dataset)
+        paper = getattr(model_info, "paper", None) or ()
+        value = dict(zip(PAPER_DATASETS + ("Average",), paper)).get(dataset)
     return value if value is not None and np.isfinite(value) else None
 
 
@@ -805,8 +806,9 @@ def _legend(fig, model_infos, bars=False, paper=False):
                     Line2D([], [], color="0.15", marker="|", ls="", ms=8, label="MAD over subjects")]
         handles += [Line2D([], [], color="k", marker="D", ls="", ms=4, label="paper")] * paper
     else:
-        handles += [Line2D([], [], color="k", marker="o", mfc="none", ls="", label="vanilla")] * (False in tuned)
-        handles += [Line2D([], [], color="k", marker="^", ls="", label="instruction-tuned")] * (True in tuned)
+        handles += [Line2D([], [], color="k", marker="o", mfc="none", ls="", label="vanilla")] * \
+            (False in tuned) + [Line2D([], [], color="k", marker="^", ls="", label="instruction-tuned")] * \
+            (True in tuned)
     fig.legend(handles=handles, loc="outside lower center", fontsize=9, frameon=False,
                ncols=min(len(handles), max(1, int(fig.get_figwidth() / 1.8))))
 
@@ -827,7 +829,8 @@ def _name_points(fig, panels):
         for line in ax.get_lines():                  # fits and identity lines, as dots 2 pixels apart
             ends = line.get_transform().transform(line.get_xydata())
             steps = np.linspace(0, 1, int(np.abs(np.diff(ends, axis=0)).sum() / 2) + 2)
-            dots = np.column_stack([np.interp(steps, np.linspace(0, 1, len(ends)), ends[:, k]) for k in (0, 1)])
+            along = np.linspace(0, 1, len(ends))
+            dots = np.column_stack([np.interp(steps, along, ends[:, k]) for k in (0, 1)])  # (n_dots, 2)
             taken.append(np.hstack([dots - pt, dots + pt]))
         if ax.get_legend():
             taken.append(np.array([ax.get_legend().get_window_extent(renderer).extents]))
@@ -840,9 +843,8 @@ def _name_points(fig, panels):
                 text = ax.annotate(m, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
                                    fontsize=8, in_layout=False, gid="model name")
                 box = text.get_window_extent(renderer).extents                 # (x0, y0, x1, y1)
-                gap = np.hypot(np.maximum.reduce([box[0] - xy[:, 0], xy[:, 0] - box[2], 0 * xy[:, 0]]),
-                               np.maximum.reduce([box[1] - xy[:, 1], xy[:, 1] - box[3], 0 * xy[:, 1]]))
-                inside = (frame.x0 <= box[0]) & (box[2] <= frame.x1) & (frame.y0 <= box[1]) & (box[3] <= frame.y1)
+                gap = np.hypot(*(np.clip(xy, box[:2], box[2:]) - xy).T)        # (n_points,) to the box
+                inside = (frame.extents[:2] <= box[:2]).all() and (box[2:] <= frame.extents[2:]).all()
                 covers = ((box[0] < taken[:, 2]) & (taken[:, 0] < box[2]) & (box[1] < taken[:, 3])
                           & (taken[:, 1] < box[3])).any()
                 if inside and not covers and (np.delete(gap, i) > gap[i] + 2 * pt).all():
@@ -933,7 +935,7 @@ def main(argv=None):
             loaded, info = demo(args.cache_dir)
             names, args.datasets = list(info), list(loaded)
             banner = DEMO_BANNER
-            write_atomic(Path(args.cache_dir, "SYNTHETIC"), banner)      # --report over this cache says so too
+            write_atomic(Path(args.cache_dir, "SYNTHETIC"), banner)   # --report over this cache says so too
         elif not args.report:
             wanted = [m for m, i in info.items() if not i.appendix] if args.all else \
                 args.models or ["t5-small", "flan-t5-small"]

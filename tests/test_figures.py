@@ -48,7 +48,8 @@ def paper_like(seed=0):
                                "ceiling": 0.3}
             records.append({"model": m, "dataset": d, "parts": parts, "base": i.base, "params": i.params,
                             "layer_names": names,
-                            **{k: float(np.mean([p[k] for p in parts.values()])) for k in ("score", "ceiling", "mad")},
+                            **{k: float(np.mean([p[k] for p in parts.values()]))
+                               for k in ("score", "ceiling", "mad")},
                             "best_layer": "/".join(str(p["best_layer"]) for p in parts.values())})
     return records, info
 
@@ -224,4 +225,5 @@ def test_report_over_a_demo_cache_keeps_the_banner_and_writes_figures(run, tmp_p
     out = capsys.readouterr().out
     assert out.startswith(ba.DEMO_BANNER)
     assert re.search(r"\| flan-t5-base \| t5-base \|", out)
-    assert {"reproduction.png", "tuned_vs_vanilla.png", "layers.png"} <= {p.name for p in (tmp_path / "out").iterdir()}
+    written = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"reproduction.png", "tuned_vs_vanilla.png", "layers.png"} <= written
