@@ -899,7 +899,7 @@ def parse_args(argv=None):
                       help="registry names (models.py; the GPT-2 appendix pairs too), hub ids or "
                            "local model directories")
     what.add_argument("--demo", action="store_true",
-                      help="offline, under a minute: tiny random models, synthetic responses")
+                      help="offline, a few minutes on a CPU: tiny random models, synthetic responses")
     what.add_argument("--report", action="store_true",
                       help="re-render every table from the score cache, loading no model")
     p.add_argument("--datasets", nargs="+", choices=list(data.DATASETS), default=list(PAPER_DATASETS))
