@@ -1029,51 +1029,332 @@ def write_report(out_dir, all_tables, config, banner=""):
     print("\n".join(text))
 
 
-def plot(out_dir, scores, info, corr):
-    """PNG figures, when matplotlib is installed: tuned vs vanilla on every dataset, and the Average
-    score against size (all models) and MMLU (tuned models), with r and FDR p in the titles."""
+# -----------------------------------------------------------------------------
+# figures (matplotlib is optional and imported only here): ours against the paper, tuned vs vanilla,
+# alignment against model properties, every layer's score. Each fig_* function returns a matplotlib
+# Figure, or None when the run has nothing to draw in it.
+
+FIGURES = ("reproduction.png", "tuned_vs_vanilla.png", "alignment_vs_size_mmlu_bbh.png", "layers.png")
+FAMILIES = {"t5": ("T5", "C0"), "llama": ("LLaMA", "C1"), "gpt2": ("GPT-2", "C2")}   # label, colour
+
+
+def figures(out_dir, records, scores, info, corr, normalized=False):
+    """Write the figures this run has data for into out_dir and delete the others, so that no figure
+    of an earlier run is left beside this run's tables -> the names written. records: the score
+    records; scores: collect()'s; info: {model: ModelInfo}; corr: the rows of correlations()."""
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib  # noqa: F401
     except ImportError:
-        return
+        made = {}
+        print("matplotlib is not installed: no figures written (pip install matplotlib)", file=sys.stderr)
+    else:
+        made = {"reproduction.png": None if normalized else fig_reproduction(scores, info),
+                "tuned_vs_vanilla.png": fig_tuned_vs_vanilla(scores, _mads(records, normalized), info,
+                                                             normalized),
+                "alignment_vs_size_mmlu_bbh.png": fig_properties(scores, info, corr, normalized),
+                "layers.png": fig_layers(records, info)}
+    for name in FIGURES:
+        path = Path(out_dir, name)
+        if made.get(name) is None:
+            path.unlink(missing_ok=True)
+            continue
+        tmp = path.with_name(f"{name}.tmp{os.getpid()}")
+        made[name].savefig(tmp, format="png", dpi=150)
+        os.replace(tmp, path)
+    return [name for name in FIGURES if made.get(name) is not None]
 
-    def dots(ax, points):                                      # [(name, x, y, colour)]
-        for name, x, y, colour in points:
-            ax.scatter(x, y, s=14, c=colour)
-            ax.annotate(name, (x, y), fontsize=5)
 
-    pairs = [(t, i.base) for t, i in info.items() if i.base and t in scores and i.base in scores]
-    columns = [d for d in PAPER_DATASETS + ("Average",) if any(d in scores[t] for t, _ in pairs)]
-    if columns:
-        fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3.2), squeeze=False)
-        for ax, d in zip(axes[0], columns):
-            points = [(t, scores[v][d], scores[t][d], "C1") for t, v in pairs if d in scores[t]]
-            dots(ax, points)
-            lim = (min(min(p[1:3]) for p in points) * 0.95, max(max(p[1:3]) for p in points) * 1.05)
-            ax.plot(lim, lim, "k:", lw=0.8)                    # above the line: tuning helped
-            ax.set(title=d, xlabel="vanilla", ylabel="instruction-tuned", xlim=lim, ylim=lim)
-        fig.tight_layout()
-        fig.savefig(Path(out_dir) / "tuned_vs_vanilla.png", dpi=150)
+def paper_value(model_info, dataset):
+    """The paper's score of a model on a dataset (Table 5; Table 9 for Futrell2018), None if none."""
+    if dataset == "Futrell2018":
+        value = getattr(model_info, "paper_futrell", None)
+    else:
+        paper = getattr(model_info, "paper", None) or ()
+        value = dict(zip(PAPER_DATASETS + ("Average",), paper)).get(dataset)
+    return value if value is not None and np.isfinite(value) else None
+
+
+def fig_reproduction(scores, info):
+    """Our score (x) against the paper's (y), one panel per dataset and the Average, the identity line,
+    Pearson r and the mean absolute difference in each title. An Average is compared only when all
+    three of the paper's datasets were run (the paper's Average is their mean)."""
+    panels = {}
+    for d in _columns(scores):
+        points = [(m, s[d], paper_value(info.get(m), d)) for m, s in scores.items() if d in s
+                  and (d != "Average" or all(p in s for p in PAPER_DATASETS))]
+        if points := [p for p in points if p[2] is not None]:
+            panels[d] = points
+    if not panels:
+        return None
+    fig, axes = _grid(len(panels), min(len(panels), 3), 3.3, 3.5)
+    for ax, (d, points) in zip(axes, panels.items()):
+        ours, paper = np.array([p[1:] for p in points]).T
+        lo, hi = min(ours.min(), paper.min()), max(ours.max(), paper.max())
+        lim = (lo - 0.08 * (hi - lo) - 0.005, hi + 0.08 * (hi - lo) + 0.005)
+        ax.plot(lim, lim, color="0.6", lw=0.8, zorder=0)          # on the line: the paper's value
+        _scatter(ax, info, points)
+        r = f", r = {np.corrcoef(ours, paper)[0, 1]:.2f}" if len(points) >= 3 and ours.std() > 0 \
+            and paper.std() > 0 else ""
+        ax.set(xlim=lim, ylim=lim, aspect="equal", xlabel="ours",
+               ylabel=f"paper (Table {9 if d == 'Futrell2018' else 5})")
+        ax.set_title(f"{d} (n = {len(points)}{r})\nmean |ours - paper| = {np.abs(ours - paper).mean():.3f}",
+                     fontsize=10)
+    _legend(fig, [info.get(m) for pts in panels.values() for m, *_ in pts])
+    # the points furthest from the paper get their names first
+    _name_points(fig, [(ax, sorted(pts, key=lambda p: -abs(p[1] - p[2])))
+                       for ax, pts in zip(axes, panels.values())])
+    return fig
+
+
+def fig_tuned_vs_vanilla(scores, mads, info, normalized=False):
+    """The paper's bar chart: each vanilla model, then the models tuned from it, one panel per
+    dataset and the Average; error bars = the MAD over subjects (mads: {model: {dataset: MAD}}; the
+    Average has none, its subjects differ between datasets); a black diamond marks the paper's value."""
+    groups = {}                                       # vanilla -> [vanilla, its tuned models run]
+    for m in sorted(scores):
+        base = getattr(info.get(m), "base", None)
+        if base in scores:
+            groups.setdefault(base, [base]).append(m)
+    if not groups:
+        return None
+    bars = [m for v in sorted(groups, key=lambda v: (_params(info.get(v)), v)) for m in groups[v]]
+    x = np.cumsum([0.0] + [1.0 + 0.6 * (m in groups) for m in bars[1:]])     # a gap before each group
+    columns = _columns({m: scores[m] for m in bars})
+    with_paper = False
+    fig = _figure(max(5.0, 0.32 * len(bars) + 2.5), 1.9 * len(columns) + 1.6)
+    axes = fig.subplots(len(columns), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, d in zip(axes, columns):
+        for xi, m in zip(x, bars):
+            if d not in scores[m]:
+                continue
+            _, colour = _family(info.get(m))
+            tuned = m not in groups
+            ax.bar(xi, scores[m][d], 0.8, color=colour, alpha=1.0 if tuned else 0.45, edgecolor=colour,
+                   yerr=mads.get(m, {}).get(d), ecolor="0.15", capsize=2, error_kw={"lw": 0.8})
+            paper = None if normalized else paper_value(info.get(m), d)
+            if paper is not None:
+                ax.plot(xi, paper, "D", color="k", ms=3.5)
+                with_paper = True
+        ax.set_title(d, loc="left", fontsize=10)
+        ax.set_ylabel("score (ceiling-normalised)" if normalized else "score (r)", fontsize=9)
+    axes[-1].set_xticks(x, bars, rotation=90, fontsize=8)
+    _legend(fig, [info.get(m) for m in bars], bars=True, paper=with_paper)
+    return fig
+
+
+def fig_properties(scores, info, corr, normalized=False):
+    """The Average score against size (all models; and tuned only), MMLU and BBH (tuned models, the
+    only ones the paper gives them for): least-squares line, r and FDR p (from corr, the rows of
+    correlations()) in the title, n in the legend; a property with fewer than 3 models is left out."""
     rows = {r["against"]: r for r in corr}
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
-    for ax, key, x in ((axes[0], "log10(params), all", lambda i: np.log10(i.params)),
-                       (axes[1], "MMLU, tuned", lambda i: i.mmlu)):
-        dots(ax, [(m, x(info[m]), s["Average"], "C1" if info[m].base else "C0")
-                  for m, s in scores.items()
-                  if m in info and "Average" in s and np.isfinite(x(info[m]) or np.nan)])
-        r = rows.get(key)
-        ax.set(xlabel=key.split(",")[0], ylabel="brain alignment (Average)",
-               title=f"r = {r['r']:.2f}, FDR p = {r['p_fdr']:.2g} (n = {r['n']})" if r else "too few models")
-    fig.tight_layout()
-    fig.savefig(Path(out_dir) / "alignment_vs_size_mmlu.png", dpi=150)
-    plt.close("all")
+    panels = [(attr, label, [rows[k] for k in keys if k in rows]) for attr, label, keys in (
+        ("params", "size (parameters)", ("log10(params), all", "log10(params), tuned")),
+        ("mmlu", "MMLU (Table 7)", ("MMLU, tuned",)), ("bbh", "BBH (Table 7)", ("BBH, tuned",)))]
+    if not (panels := [p for p in panels if p[2]]):
+        return None
+    fig, axes = _grid(len(panels), len(panels), 3.6, 3.7)
+    named = []
+    for ax, (attr, label, fits) in zip(axes, panels):
+        points = [(m, getattr(info[m], attr), s["Average"]) for m, s in scores.items()
+                  if "Average" in s and m in info and np.isfinite(getattr(info[m], attr) or np.nan)]
+        _scatter(ax, info, points)
+        title = [label]
+        for row, style in zip(fits, ("-", "--")):
+            which = row["against"].split(", ")[1]                      # "all" or "tuned"
+            x, y = np.array([p[1:] for p in points if which == "all" or info[p[0]].base]).T
+            if attr == "params":
+                x = np.log10(x)                                          # the paper fits log10(size)
+            slope, intercept = np.polyfit(x, y, 1)
+            grid = np.linspace(x.min(), x.max(), 50)
+            ax.plot(10 ** grid if attr == "params" else grid, slope * grid + intercept, style, color="k",
+                    lw=1, label=f"fit, {which} models (n = {row['n']})")
+            title.append(f"{which}: r = {row['r']:.2f}, FDR p = {row['p_fdr']:.2g}")
+        if attr == "params":
+            ax.set_xscale("log")
+        ax.set_title("\n".join(title), fontsize=10)
+        ax.set(xlabel=label, ylabel="Average score" + (" (ceiling-normalised)" if normalized else " (r)"))
+        ax.legend(fontsize=8, loc="best")
+        named.append((ax, points))
+    _legend(fig, [info.get(m) for _, pts in named for m, *_ in pts])
+    _name_points(fig, named)
+    return fig
+
+
+def fig_layers(records, info):
+    """Every layer's score against its relative depth (0 = embeddings, 1 = last layer), one row per
+    vanilla model and the models tuned from it, one column per dataset part (rows share the column's
+    y range); a star marks the best layer, a dotted line where a T5 decoder starts."""
+    rows, parts = {}, {}                      # rows: vanilla -> {model: {part: part record}}
+    for rec in records:
+        group = getattr(info.get(rec["model"]), "base", None) or rec["model"]
+        for part, p in rec["parts"].items():
+            rows.setdefault(group, {}).setdefault(rec["model"], {})[part] = p | {
+                "layer_names": rec.get("layer_names") or [], "best_layer": rec["best_layer"]}
+            parts[part] = rec["dataset"]
+    if not rows:
+        return None
+    order = list(PAPER_DATASETS) + sorted(set(parts.values()) - set(PAPER_DATASETS))
+    parts = sorted(parts, key=lambda part: (order.index(parts[part]), part))
+    groups = sorted(rows, key=lambda g: (_params(info.get(g)), g))
+    # a fixed layout: constrained layout would cost most of the drawing time with 60 panels
+    width, height = 2.7 * len(parts) + 2.4, 1.8 * len(groups) + 1.1
+    fig = _figure(width, height, layout=None)
+    fig.subplots_adjust(left=0.75 / width, right=1 - 2.1 / width, bottom=0.55 / height,
+                        top=1 - 0.75 / height, wspace=0.3, hspace=0.12)
+    axes = fig.subplots(len(groups), len(parts), squeeze=False)
+    t5 = False
+    for j, part in enumerate(parts):
+        values = [v for r in rows.values() for m in r.values() if part in m for v in m[part]["layers"]]
+        pad = 0.05 * (max(values) - min(values)) + 1e-3
+        for i, g in enumerate(groups):
+            ax = axes[i, j]
+            members = sorted(rows[g], key=lambda m: (m != g, m))           # the vanilla model first
+            for k, m in enumerate(members):
+                if part not in rows[g][m]:
+                    continue
+                p = rows[g][m][part]
+                depth = np.linspace(0, 1, len(p["layers"])) if len(p["layers"]) > 1 else np.zeros(1)
+                colour = "k" if m == g else f"C{k - (g in members)}"
+                ax.plot(depth, p["layers"], color=colour, lw=1.2, label=m)
+                ax.plot(depth[p["best_layer"]], p["layers"][p["best_layer"]], "*", color=colour, ms=9)
+                if "decoder.embeddings" in p["layer_names"]:
+                    t5 = True
+                    ax.axvline(depth[p["layer_names"].index("decoder.embeddings")], color="0.6", ls=":",
+                               lw=0.8)
+            ax.set(xlim=(-0.04, 1.04), ylim=(min(values) - pad, max(values) + pad))
+            ax.tick_params(labelsize=8, labelbottom=i == len(groups) - 1)
+            if i == 0:
+                ax.set_title(part, fontsize=10)
+            if j == 0:
+                ax.set_ylabel("score", fontsize=9)
+            if i == len(groups) - 1:
+                ax.set_xlabel("relative depth", fontsize=9)
+    for i in range(len(groups)):
+        axes[i, -1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
+    fig.suptitle("Score of every layer (star: best layer" + ("; dotted: T5 decoder starts)" if t5 else ")"),
+                 y=1 - 0.15 / height, va="top", fontsize=10)
+    return fig
+
+
+def _mads(records, normalized=False):
+    """{model: {dataset: MAD over subjects}}: the paper's error bars (mean over a dataset's parts,
+    each divided by its ceiling when the scores are)."""
+    mads = {}
+    for rec in records:
+        mads.setdefault(rec["model"], {})[rec["dataset"]] = float(np.mean(
+            [p["mad"][rec["best_layer"]] / (p["ceiling"] if normalized else 1.0) for p in rec["parts"].values()]))
+    return mads
+
+
+def _columns(scores):
+    """The datasets in scores, in the tables' order, then the Average."""
+    run = {d for s in scores.values() for d in s} - {"Average"}
+    return [d for d in PAPER_DATASETS if d in run] + sorted(run - set(PAPER_DATASETS)) + \
+        ["Average"] * any("Average" in s for s in scores.values())
+
+
+def _params(model_info):
+    params = getattr(model_info, "params", None)
+    return params if params is not None and np.isfinite(params) else 0.0
+
+
+def _family(model_info):
+    """(label, colour) of a model's family."""
+    return FAMILIES.get(getattr(model_info, "family", ""), ("other", "C7"))
+
+
+def _figure(width, height, layout="constrained"):
+    """A Figure that draws without pyplot, so nothing global changes (and lays itself out)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(width, height), layout=layout)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _grid(n, n_cols, width, height):
+    """n panels on a grid n_cols wide -> (figure, the n axes)."""
+    n_rows = -(-n // n_cols)
+    fig = _figure(width * n_cols, height * n_rows + 0.6)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.remove()
+    return fig, list(axes[:n])
+
+
+def _scatter(ax, info, points):
+    """points [(model, x, y)]: colour = family, open circle = vanilla, filled triangle = tuned."""
+    for m, x, y in points:
+        _, colour = _family(info.get(m))
+        tuned = getattr(info.get(m), "base", None) is not None
+        ax.scatter(x, y, s=30, marker="^" if tuned else "o", facecolors=colour if tuned else "none",
+                   edgecolors=colour, linewidths=1.2)
+
+
+def _legend(fig, model_infos, bars=False, paper=False):
+    """One legend for the figure, below it: the families present, vanilla and tuned."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    handles = [Patch(color=c, label=f) for f, c in dict.fromkeys(map(_family, model_infos))]
+    tuned = {getattr(i, "base", None) is not None for i in model_infos}
+    if bars:
+        handles += [Patch(color="0.3", alpha=0.45, label="vanilla"), Patch(color="0.3", label="tuned"),
+                    Line2D([], [], color="0.15", marker="|", ls="", ms=8, label="MAD over subjects")]
+        handles += [Line2D([], [], color="k", marker="D", ls="", ms=4, label="paper")] * paper
+    else:
+        handles += [Line2D([], [], color="k", marker="o", mfc="none", ls="", label="vanilla")] * \
+            (False in tuned) + [Line2D([], [], color="k", marker="^", ls="", label="instruction-tuned")] * \
+            (True in tuned)
+    fig.legend(handles=handles, loc="outside lower center", fontsize=9, frameon=False,
+               ncols=min(len(handles), max(1, int(fig.get_figwidth() / 1.8))))
+
+
+def _name_points(fig, panels):
+    """Write each point's model name beside it where there is room: at the first of eight places
+    (right, left, above, below, then diagonally) that stays inside the panel, covers no point, line,
+    legend or name already written, and is nearer to its own point than to any other (so that no
+    name is ambiguous); a point with no such place stays unnamed (the tables name every model).
+    panels: [(ax, [(model, x, y), ...] in order of priority)]."""
+    fig.draw_without_rendering()                     # the layout is final from here on
+    renderer = fig.canvas.get_renderer()
+    pt = fig.dpi / 72                                # pixels per point
+    for ax, points in panels:
+        frame = ax.get_window_extent(renderer)
+        xy = ax.transData.transform([p[1:] for p in points])                        # (n_points, 2)
+        taken = [np.hstack([xy - 3.5 * pt, xy + 3.5 * pt])]                 # boxes (x0, y0, x1, y1)
+        for line in ax.get_lines():                  # fits and identity lines, as dots 2 pixels apart
+            ends = line.get_transform().transform(line.get_xydata())
+            steps = np.linspace(0, 1, int(np.abs(np.diff(ends, axis=0)).sum() / 2) + 2)
+            along = np.linspace(0, 1, len(ends))
+            dots = np.column_stack([np.interp(steps, along, ends[:, k]) for k in (0, 1)])  # (n_dots, 2)
+            taken.append(np.hstack([dots - pt, dots + pt]))
+        if ax.get_legend():
+            taken.append(np.array([ax.get_legend().get_window_extent(renderer).extents]))
+        taken = np.vstack(taken)
+        for i, (m, x, y) in enumerate(points):
+            for dx, dy, ha, va in ((5, 0, "left", "center"), (-5, 0, "right", "center"),
+                                   (0, 5, "center", "bottom"), (0, -5, "center", "top"),
+                                   (4, 4, "left", "bottom"), (4, -4, "left", "top"),
+                                   (-4, 4, "right", "bottom"), (-4, -4, "right", "top")):
+                text = ax.annotate(m, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                                   fontsize=8, in_layout=False, gid="model name")
+                box = text.get_window_extent(renderer).extents                 # (x0, y0, x1, y1)
+                gap = np.hypot(*(np.clip(xy, box[:2], box[2:]) - xy).T)        # (n_points,) to the box
+                inside = (frame.extents[:2] <= box[:2]).all() and (box[2:] <= frame.extents[2:]).all()
+                covers = ((box[0] < taken[:, 2]) & (taken[:, 0] < box[2]) & (box[1] < taken[:, 3])
+                          & (taken[:, 1] < box[3])).any()
+                if inside and not covers and (np.delete(gap, i) > gap[i] + 2 * pt).all():
+                    taken = np.vstack([taken, box])
+                    break
+                text.remove()
 
 
 # -----------------------------------------------------------------------------
 # --demo: the whole pipeline offline: tiny random-weight models (models.make_tiny_model) and
 # responses planted from the tuned one (data.synthetic)
+
+
+DEMO_BANNER = "# SYNTHETIC DEMO: tiny random-weight models, planted responses. Not real results.\n"
 
 
 def demo(cache_dir):
@@ -1120,7 +1401,7 @@ def parse_args(argv=None):
                       help="registry names (models.py; the GPT-2 appendix pairs too), hub ids or "
                            "local model directories")
     what.add_argument("--demo", action="store_true",
-                      help="offline, under a minute: tiny random models, synthetic responses")
+                      help="offline, a few minutes on a CPU: tiny random models, synthetic responses")
     what.add_argument("--report", action="store_true",
                       help="re-render every table from the score cache, loading no model (only the "
                            "records made with the scoring and extraction options given here)")
@@ -1313,7 +1594,7 @@ def main(argv=None):
             loaded, info = demo(args.cache_dir)
             names, args.datasets = list(info), list(loaded)
             args.wehbe_features = "context"     # data.synthetic plants its signal from extract()
-            banner = "# SYNTHETIC DEMO: tiny random-weight models, planted responses. Not real results.\n"
+            banner = DEMO_BANNER
         elif not args.report:
             models.check_device(args.device)
             wanted = [m for m, i in info.items() if not i.appendix] if args.all else \
@@ -1328,8 +1609,10 @@ def main(argv=None):
             for dataset in args.datasets:
                 rec = run_one(info[model], dataset, loaded[dataset], args.cache_dir,
                               extraction_of(args, dirs.get(model)), scoring_of(args))
+                # the demo's responses are planted: a real dataset's noise ceiling says nothing about them
+                ceiling = "" if args.demo else f", ceiling {rec['ceiling']:.3f}"
                 print(f"{model} | {dataset}: {rec['score']:.4f} (MAD over subjects {rec['mad']:.4f}, "
-                      f"layer {rec['best_layer_name']}, ceiling {rec['ceiling']:.3f})"
+                      f"layer {rec['best_layer_name']}{ceiling})"
                       f"{' [cached]' * bool(rec.get('cached'))}", flush=True)
                 records.append(rec)
         if args.report:
@@ -1342,8 +1625,8 @@ def main(argv=None):
             for rec in records:      # models outside the registry: what their records say
                 info.setdefault(rec["model"], models.ModelInfo(
                     rec["model"], rec["model"], "", rec.get("params") or float("nan"), 0, rec.get("base")))
-                if rec["data"].get("checksum") == "synthetic":
-                    banner = banner or "# SYNTHETIC DEMO records: tiny random-weight models, planted responses.\n"
+                if rec["data"].get("checksum") == "synthetic":      # the demo's planted responses
+                    banner = DEMO_BANNER
     except (ValueError, OSError, data.DownloadError) as err:
         raise SystemExit(f"brainalign: {err}") from err
     except RuntimeError as err:
@@ -1363,7 +1646,8 @@ def main(argv=None):
                            for m in ("numpy", "scipy", "torch", "transformers", "h5py")}
               | {"python": sys.version.split()[0]}}
     write_report(out, all_tables, config, banner)
-    plot(out, scores, info, list(all_tables.values())[2])
+    brain = [r for r in records if r["dataset"] not in BEHAVIOUR_DATASETS]
+    figures(out, brain, scores, info, list(all_tables.values())[2], args.normalize)
     return all_tables
 
 

@@ -32,12 +32,14 @@ def demo_run(tmp_path_factory):
 def test_demo_prints_and_writes_every_table(demo_run):
     tmp, out = demo_run
     assert "SYNTHETIC DEMO" in out
+    lines = [ln for ln in out.splitlines() if ln.startswith("demo-") and " | " in ln]
+    assert len(lines) == 18 and not any("ceiling" in ln for ln in lines)   # planted: no real ceiling
     for title in ("Brain alignment per model", "Instruction tuning", "Correlation", "Noise ceilings"):
         assert title in out
     files = {p.name for p in (tmp / "out").iterdir()}
     assert {"tables.md", "config.json", "table1.csv", "table1.json", "table2.csv"} <= files
     if importlib.util.find_spec("matplotlib"):
-        assert {"tuned_vs_vanilla.png", "alignment_vs_size_mmlu.png"} <= files
+        assert {"tuned_vs_vanilla.png", "alignment_vs_size_mmlu_bbh.png", "layers.png"} <= files
     config = json.loads((tmp / "out" / "config.json").read_text())
     assert config["split_seed"] == 1 and config["versions"]["numpy"]
 
@@ -59,6 +61,7 @@ def test_report_renders_a_cache_written_by_another_process(demo_run, tmp_path):
     proc = cli("--report", "--cache-dir", str(tmp / "cache" / "demo"), "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| demo-64-tuned | demo-64 |" in proc.stdout             # the pair, from the records
+    assert proc.stdout.startswith("# SYNTHETIC DEMO")                # the cache says what it holds
     assert "Loading" not in proc.stderr                              # no model was loaded
     assert (tmp_path / "table2.csv").exists()
 
