@@ -2,6 +2,10 @@
 subject), the mean over splits, the median absolute deviation over subjects, and the mean over voxels
 that the time-series datasets use instead. Every row is chosen so that median and mean differ, so a
 mean in place of a median (or the reverse) changes every pinned value."""
+import argparse
+import sys
+import types
+
 import numpy as np
 import pytest
 
@@ -83,3 +87,30 @@ def test_stimulus_parts_take_the_median_and_the_datasets_subjects(monkeypatch):
                  np.array(["s1", "s1", "s2", "s2"]), 0.1, "shuffle")
     assert ba.score_part(np.zeros((30, 2, 3)), ds, progress=False) == "scored"
     assert seen == {"n_splits": 10, "subjects": ["s1", "s1", "s2", "s2"]}
+
+
+def test_a_datasets_parts_are_scored_separately_then_averaged(monkeypatch, tmp_path):
+    # Pereira2018's two experiments are separate Brain-Score benchmarks: each keeps its own best
+    # layer, and the record's score, MAD and ceiling are the means over the parts
+    fake_models = types.SimpleNamespace(layer_names=lambda *a: ["embeddings", "block.0", "block.1"],
+                                        extract=lambda source, texts, *a, **k: np.full((3, 3, 1), len(texts)))
+    monkeypatch.setitem(sys.modules, "models", fake_models)
+    results = {3: ([0.1, 0.2, 0.6], 0.02), 4: ([0.5, 0.3, 0.1], 0.04)}      # by number of texts
+
+    def fake_score_part(acts, ds, cv, cond):
+        scores, mad = results[int(acts[0, 0, 0])]
+        best = int(np.argmax(scores))
+        s = ba.Score(scores[best], np.array([scores[best]]), np.zeros(2), {"a": scores[best]}, mad)
+        return ba.LayerScores(np.array(scores), best, s)
+    monkeypatch.setattr(ba, "score_part", fake_score_part)
+    parts = [Dataset(f"P.{n}", ["t"] * n, ["g"] * n, np.zeros((n, 2), np.float32), np.array(["a", "a"]),
+                     c, "shuffle") for n, c in ((3, 0.354), (4, 0.363))]
+    args = argparse.Namespace(cache_dir=str(tmp_path), cv="dataset", cutoff=1e-6, model_dir=None,
+                              device="cpu", dtype="float32", batch_size=8)
+    rec = ba.run_one("m", "P", parts, args)
+    assert rec["best_layer"] == "2/0"
+    assert rec["score"] == pytest.approx((0.6 + 0.5) / 2, abs=1e-15)
+    assert rec["mad"] == pytest.approx(0.03, abs=1e-15)
+    assert rec["ceiling"] == pytest.approx(0.3585, abs=1e-15)
+    assert rec["parts"]["P.4"]["layers"] == [0.5, 0.3, 0.1]
+    assert ba.run_one("m", "P", parts, args) == rec | {"cached": True}

@@ -167,3 +167,8 @@ def test_the_average_is_over_the_papers_datasets_only():
     partial = [dict(r, model="n") for r in recs[:2]]            # n has no Wehbe2014: no Average
     assert "Average" not in ba.collect(recs + partial)[0]["n"]
     assert ba.collect(recs[:2])[0]["m"]["Average"] == pytest.approx(0.15)   # over the datasets run
+
+
+def test_a_tie_is_not_an_improvement():
+    tied = {**HAND, "a-t": dict(HAND["a"])}
+    assert ba.compare_pairs(tied, HAND_PAIRS, ("X", "Y", "Average"))["improved"] == 2
