@@ -88,12 +88,12 @@ def test_main_scores_real_format_files_with_a_local_model(tmp_path, monkeypatch,
     assert wehbe_rec["layer_names"] == ["embeddings", "block.0", "block.1"]
     assert wehbe_rec["parts"]["Wehbe2014"]["n_targets"] == 26
     # the planted layer wins in every part, with the score its noise allows
-    print({n: (p["score"], p["layers"], p["mad"]) for r in (pereira_rec, wehbe_rec) for n, p in r["parts"].items()})
     assert pereira_rec["best_layer"] == "{0}/{0}".format(PLANTED["Pereira2018"])
     assert wehbe_rec["best_layer"] == str(PLANTED["Wehbe2014"])
-    assert pereira_rec["parts"]["Pereira2018.243sentences"]["score"] > 0.0
-    assert pereira_rec["parts"]["Pereira2018.384sentences"]["score"] > 0.0
-    assert wehbe_rec["score"] > 0.0
+    # measured 0.958, 0.926 and 0.777 (the next best layers: 0.676, 0.762 and 0.734)
+    assert pereira_rec["parts"]["Pereira2018.243sentences"]["score"] > 0.95
+    assert pereira_rec["parts"]["Pereira2018.384sentences"]["score"] > 0.92
+    assert wehbe_rec["score"] > 0.77
     row = list(tables.values())[0][0]
     assert row["model"] == str(model) and "Average" in row
     assert (tmp_path / "out" / "tables.md").exists()
