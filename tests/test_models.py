@@ -202,8 +202,8 @@ def test_cache_is_recomputed_when_only_the_groups_or_one_text_change(tiny, tmp_p
     np.testing.assert_array_equal(regrouped, run(tiny["gpt2"], groups=one_group))
     assert np.abs(regrouped[len(PASSAGE_A)] - first[len(PASSAGE_A)]).max() > 1.0   # 2.8: B's first text
     edited = TEXTS[:-1] + ["and more besides"]
-    np.testing.assert_array_equal(run(tiny["gpt2"], edited, cache_dir=tmp_path, dataset_key="Toy"),
-                                  run(tiny["gpt2"], edited))
+    np.testing.assert_array_equal(run(tiny["gpt2"], edited, one_group, cache_dir=tmp_path, dataset_key="Toy"),
+                                  run(tiny["gpt2"], edited, one_group))
 
 
 def test_the_last_model_stays_loaded_for_the_next_dataset(tiny, monkeypatch):
