@@ -47,7 +47,8 @@ def test_demo_recovers_the_planted_signal(demo_run):
     rows = {r["model"]: r for r in json.loads((tmp / "out" / "table1.json").read_text())["rows"]}
     assert len(rows) == 6
     for width in (16, 32, 64):             # every tuned analog beats its vanilla twin on average
-        assert rows[f"demo-{width}-tuned"]["Average"] > rows[f"demo-{width}"]["Average"] + 0.02
+        # (measured by 0.073, 0.044 and 0.076)
+        assert rows[f"demo-{width}-tuned"]["Average"] > rows[f"demo-{width}"]["Average"] + 0.04
     comparison = json.loads((tmp / "out" / "table2.json").read_text())["rows"]
     assert comparison[-1]["tuned"] == "mean of 3 pairs" and "3/3 improved" in comparison[-1]["note"]
     correlations = json.loads((tmp / "out" / "table3.json").read_text())["rows"]

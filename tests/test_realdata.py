@@ -24,5 +24,6 @@ def test_minilm_aligns_with_real_ecog_and_a_shuffled_control_does_not():
     real = ba.score_part(acts, ds, progress=False)
     shuffled = np.random.default_rng(0).permutation(len(ds.texts))
     control = ba.score_part(acts[shuffled], ds, progress=False)
-    assert real.best.score > 0.1 and set(real.best.per_subject) == {"1", "2", "3", "4", "5"}
-    assert abs(control.best.score) < 0.05 < real.best.score - control.best.score
+    # measured: 0.1834 (embeddings, the best layer) and 0.0029 for the shuffled control
+    assert real.best.score > 0.18 and set(real.best.per_subject) == {"1", "2", "3", "4", "5"}
+    assert abs(control.best.score) < 0.005
