@@ -58,7 +58,7 @@ def test_main_scores_real_format_files_with_a_local_model(tmp_path, monkeypatch,
     # Pereira2018: each experiment's responses from its own stimuli's activations
     layer = PLANTED["Pereira2018"]
     pereira_file(pereira, np.vstack([planted(extract(model, ds, cache)[:, layer], 6, rng) for ds in parts]))
-    # Wehbe2014: TR features as the pipeline builds them (words averaged per TR), 2-TR delay
+    # Wehbe2014: the words of each TR summed (4 per TR: their mean up to scale), a 2-TR delay
     words = np.arange(wehbe.first_word, len(wehbe.texts))
     per_tr = np.zeros((wehbe.n_tr, 32))
     np.add.at(per_tr, wehbe.word_tr[words], extract(model, wehbe, cache)[words, PLANTED["Wehbe2014"]])
