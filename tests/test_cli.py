@@ -49,20 +49,29 @@ def test_demo_recovers_the_planted_signal(demo_run):
     rows = {r["model"]: r for r in json.loads((tmp / "out" / "table1.json").read_text())["rows"]}
     assert len(rows) == 6
     for width in (16, 32, 64):             # every tuned analog beats its vanilla twin on average
-        assert rows[f"demo-{width}-tuned"]["Average"] > rows[f"demo-{width}"]["Average"] + 0.02
+        # (measured by 0.073, 0.044 and 0.076)
+        assert rows[f"demo-{width}-tuned"]["Average"] > rows[f"demo-{width}"]["Average"] + 0.04
     comparison = json.loads((tmp / "out" / "table2.json").read_text())["rows"]
     assert comparison[-1]["tuned"] == "mean of 3 pairs" and "3/3 improved" in comparison[-1]["note"]
     correlations = json.loads((tmp / "out" / "table3.json").read_text())["rows"]
     assert [r["against"] for r in correlations] == ["log10(params), tuned", "log10(params), all"]
 
 
-def test_report_renders_a_cache_written_by_another_process(demo_run, tmp_path):
+def test_report_renders_a_cache_written_by_another_process(demo_run, tmp_path, monkeypatch, capsys):
+    import brainalign as ba
+    import models
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("--report loaded a model")
+    monkeypatch.setattr(models, "_load", no_model)
+    monkeypatch.setattr(models, "extract", no_model)
     tmp, _ = demo_run
-    proc = cli("--report", "--cache-dir", str(tmp / "cache" / "demo"), "--out", str(tmp_path))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "| demo-64-tuned | demo-64 |" in proc.stdout             # the pair, from the records
-    assert proc.stdout.startswith("# SYNTHETIC DEMO")                # the cache says what it holds
-    assert "Loading" not in proc.stderr                              # no model was loaded
+    tables = ba.main(["--report", "--cache-dir", str(tmp / "cache" / "demo"), "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "| demo-64-tuned | demo-64 |" in out                          # the pair, from the records
+    assert out.startswith("# SYNTHETIC DEMO")                            # the records say what they hold
+    written = json.loads((tmp / "out" / "table1.json").read_text())["rows"]
+    assert list(tables.values())[0] == written                         # the demo's own numbers
     assert (tmp_path / "table2.csv").exists()
 
 

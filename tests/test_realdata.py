@@ -24,5 +24,6 @@ def test_minilm_aligns_with_real_ecog_and_a_shuffled_control_does_not():
     real = max(ba.score_part(acts, ds, progress=False), key=lambda s: s.score)      # the best layer
     shuffled = np.random.default_rng(0).permutation(len(ds.texts))
     control = max(ba.score_part(acts[shuffled], ds, progress=False), key=lambda s: s.score)
-    assert real.score > 0.1 and set(real.per_subject) == {"1", "2", "3", "4", "5"}
-    assert abs(control.score) < 0.05 < real.score - control.score
+    # measured: 0.1834 (embeddings, the best layer) and 0.0029 for the shuffled control
+    assert real.score > 0.18 and set(real.per_subject) == {"1", "2", "3", "4", "5"}
+    assert abs(control.score) < 0.005
