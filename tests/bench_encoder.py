@@ -7,6 +7,7 @@
   split's predictions in one product), with the scores checked to agree;
 - the floating-point operations of cross_validate's path, its achieved GFLOP/s, and a large float64
   matrix product's GFLOP/s, the practical limit of this machine's BLAS;
+- the cost of numerics="brainscore-2023" (Brain-Score's own float32 fit) on one split;
 - a whole model: 48 layers of 4,096 features (T5-XXL-sized) on Pereira2018 (both parts) + Blank2014.
 
 Not collected by pytest.
@@ -108,6 +109,9 @@ def main(quick=False):
         print(f"  per-split lstsq {t_ref:.1f} s ({t_ref / t_ours:.0f}x); |score diff| "
               f"{abs(ours - ref):.1e} (lstsq), {abs(ours - split_score):.1e} (per-split)", flush=True)
         assert abs(ours - ref) < 1e-8 and abs(ours - split_score) < 1e-10, (name, ours, ref)
+        _, t_2023 = timed(ba.cross_validate, x, y, splits[:1], 1e-6, "brainscore-2023")
+        print(f"  numerics='brainscore-2023': {t_2023:.1f} s for one split (float32 lstsq, every "
+              f"voxel a right-hand side), about {10 * t_2023 / t_ours:.0f}x cross_validate's 10", flush=True)
 
     n_layers = 8 if quick else 48
     parts = [(384, 12155), (243, 8031), (1317, 60)]       # Pereira2018 384 and 243, Blank2014

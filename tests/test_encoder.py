@@ -1,5 +1,7 @@
-"""The scoring core against oracles: sklearn's ShuffleSplit semantics derived by hand, scipy lstsq,
-scipy.stats.pearsonr, a planted signal, a tiny hand-checked case, and every bad input."""
+"""The scoring core against oracles: sklearn ShuffleSplit's indices pinned, scipy lstsq (on designs
+whose singular values straddle the cutoff), scipy.stats.pearsonr, Brain-Score's 2023 fit as
+scikit-learn 1.5 computed it (tests/fixtures, made by tests/make_sklearn2023_fixtures.py), a planted
+signal, a tiny hand-checked case, and every bad input and meaningless split."""
 import numpy as np
 import pytest
 import scipy.linalg
@@ -107,6 +109,10 @@ def lstsq_predictions(x_train, y_train, x_test, cond):
     mx, my = x_train.mean(0), y_train.mean(0)
     w = scipy.linalg.lstsq(x_train - mx, y_train - my, cond=cond)[0]
     return (x_test - mx) @ w + my
+
+
+def per_split_r(x, y, splits, cond, fit):
+    return np.stack([ba.pearson(fit(x[tr], y[tr], x[te], cond), y[te]) for tr, te in splits])
 
 
 @pytest.mark.parametrize("n,p", [(120, 20), (40, 200), (60, 60), (300, 10)])   # the last: weights path
@@ -250,10 +256,6 @@ def test_predictions_equal_sklearn_linear_regression():
 
 
 # --- one Gram matrix per layer against the per-split path ----------------------
-
-def per_split_r(x, y, splits, cond, fit):
-    return np.stack([ba.pearson(fit(x[tr], y[tr], x[te], cond), y[te]) for tr, te in splits])
-
 
 @pytest.mark.parametrize("kind", ["rank-deficient", "nearly collinear"])
 def test_one_gram_per_layer_equals_the_per_split_path(kind):
