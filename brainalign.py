@@ -723,6 +723,7 @@ def run_one(info, dataset, parts, cache_dir, extraction, scoring=SCORING):
     names = provenance["layers"]
     rec = {"model": info.name, "dataset": dataset, "key": key, "pipeline": PIPELINE_VERSION,
            "provenance": provenance, "data": data_files, "scoring": scoring, "base": info.base,
+           "family": info.family,
            "params": info.params, "parts": {}}
     if dataset in BEHAVIOUR_DATASETS:                  # surprisal against reading times
         rec |= run_behaviour(source, parts[0], extraction)
@@ -936,7 +937,8 @@ def tables(scores, layers, ceilings, info, normalized=False, behaviour=None):
         row = {"model": m}
         for d in columns + ["Average"]:
             row[d] = scores[m].get(d)
-            if not normalized and np.isfinite(paper.get(d) or np.nan) and d in scores[m]:
+            comparable = d != "Average" or all(x in scores[m] for x in PAPER_DATASETS)  # the paper's mean of 3
+            if not normalized and np.isfinite(paper.get(d) or np.nan) and d in scores[m] and comparable:
                 row[f"{d} paper"], row[f"{d} diff"] = paper[d], scores[m][d] - paper[d]
         row["layers"] = " ".join(f"{d[0]}:{layers[m][d]}" for d in columns if d in layers[m])
         alignment.append(row)
@@ -1624,7 +1626,8 @@ def main(argv=None):
                                  f"they were run with, or point --cache-dir at their cache. Nothing was written.")
             for rec in records:      # models outside the registry: what their records say
                 info.setdefault(rec["model"], models.ModelInfo(
-                    rec["model"], rec["model"], "", rec.get("params") or float("nan"), 0, rec.get("base")))
+                    rec["model"], rec["model"], rec.get("family", ""), rec.get("params") or float("nan"), 0,
+                    rec.get("base")))
                 if rec["data"].get("checksum") == "synthetic":      # the demo's planted responses
                     banner = DEMO_BANNER
     except (ValueError, OSError, data.DownloadError) as err:
