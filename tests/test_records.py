@@ -151,3 +151,16 @@ def test_records_are_keyed_by_everything_that_produced_them(toy, tmp_path):
     files = sorted((tmp_path / "scores").rglob("*.json"))
     assert len(files) == 6 and len({json.loads(f.read_text())["key"] for f in files}) == 6
     assert run(toy, tmp_path)["score"] == first["score"]                    # the first one is intact
+
+
+def test_cv_kfold_means_ten_contiguous_folds_on_every_dataset():
+    from data import Dataset
+    stimuli = Dataset("S", ["t"] * 50, ["g"] * 50, np.zeros((50, 2), np.float32), np.array(["a", "a"]), 0.2, "shuffle")
+    series = Dataset("T", ["w"] * 200, ["c"] * 200, np.zeros((200, 2), np.float32), np.array(["a", "a"]), 0.1,
+                     "kfold", n_folds=4, gap=5, word_tr=np.arange(200), sample_tr=np.arange(200), n_tr=200)
+    for ds in (stimuli, series):
+        splits = ba.splits_for(ds, "kfold")
+        assert len(splits) == 10 and all(np.all(np.diff(test) == 1) for _, test in splits)
+    assert len(ba.splits_for(series)) == 4 and len(ba.splits_for(stimuli)) == 10
+    train, test = ba.splits_for(series, "kfold")[0]
+    assert test[0] == 0 and train[0] == test[-1] + 1 + 5                      # the time series keeps its gap
