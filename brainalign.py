@@ -2,13 +2,17 @@
 brainalign: how well a language model's layers linearly predict human brain responses to the same
 text, and the instruction-tuning comparison of Aw et al. (COLM 2024), in one readable file.
 
-This file holds the scoring core (pure NumPy: cross-validation splits, a least-squares encoder that
-matches Brain-Score's sklearn LinearRegression, Pearson scoring, best layer) and the command line
-that ties data.py (fMRI datasets) and models.py (layer activations) together into the paper's tables.
-It leaves out everything else: no xarray, no sklearn, no plotting unless matplotlib is installed.
+This file holds, in reading order: cross-validation splits; the encoder (pure NumPy least squares
+that matches Brain-Score's sklearn LinearRegression, one Gram matrix per layer; the section stands
+alone and can be copied); Toneva & Wehbe's per-voxel ridge; Pearson scoring and Brain-Score's
+aggregation; the Wehbe2014 time series; the Futrell2018 behavioural metric; one (model, dataset)
+scored and cached under a key of everything that produced it; the paper's tables and figures; the
+command line that ties data.py (datasets) and models.py (activations) together. By default it
+computes what the authors' own code computed (see the README's table of choices). It leaves out
+xarray and sklearn; matplotlib is used only for the figures, and only when installed.
 
     python brainalign.py --demo     # the whole pipeline offline, tiny models, synthetic responses
-    python brainalign.py --all      # the paper's 25 models on Pereira2018, Blank2014, Wehbe2014
+    python brainalign.py --all      # the paper's 25 models on Pereira2018, Blank2014, Wehbe2014, Futrell2018
 """
 import json
 import os

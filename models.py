@@ -4,13 +4,18 @@ For stimulus i of a context group (passage, story) the model sees the group's te
 including i, joined by single spaces (no space before .,!?;:, empty parts dropped), truncated on
 the left to the model's maximum length. The representation is the last token of every layer's
 output: the embeddings, then every block (T5: encoder embeddings + blocks, then decoder embeddings
-+ blocks), as Brain-Score's forward hooks on the blocks read them (before any final norm).
++ blocks), as Brain-Score's forward hooks on the blocks read them (before any final norm); LLaMA
+blocks at their post_attention_layernorm, as the authors' registrations read them (readout "paper").
+Models run in float32 (the authors loaded them without a torch_dtype); token_type_ids are dropped,
+as the authors' fork drops them. Every cache entry is keyed by provenance(): the weights (hub
+commit, or a local folder's path and file fingerprint), dtype, readout and format.
 Decoder-only models run each group once and gather the last token of every stimulus: under causal
 attention this is the same computation as one pass per prefix. T5 and BERT-like encoders see the
 whole prefix, so they run one pass per prefix, batched. MODELS holds the paper's 25 models and the
 GPT-2 appendix pairs; any hub id or local directory also works.
 
-Wehbe2014 reads words the way Toneva & Wehbe do instead (extract_words: the mean over a word's tokens).
+Wehbe2014 reads words the way Toneva & Wehbe do instead (extract_words: the mean over a word's tokens);
+Futrell2018 needs each word's surprisal (surprisal: the model with its LM head, as Brain-Score 2023).
 Leaves out: scoring (brainalign.py), datasets (data.py), generation, quantisation.
 Run: python -c "import models; print(models.extract('gpt2', ['Hi there.', 'Bye.'], ['a', 'a']).shape)"
 """
@@ -474,6 +479,17 @@ def key_of(record: dict) -> str:
 
 
 # --------------------------------------------------------------------------- running
+def _batches(jobs, batch_size) -> list[list]:
+    """Jobs [(token ids, ...)] sorted by length and grouped: similar lengths together, at most
+    batch_size sequences and batch_size * 512 padded tokens per batch."""
+    batches = [[]]
+    for job in sorted(jobs, key=lambda j: len(j[0])):
+        if batches[-1] and (len(batches[-1]) == batch_size or (len(batches[-1]) + 1) * len(job[0]) > batch_size * 512):
+            batches.append([])
+        batches[-1].append(job)
+    return batches
+
+
 def _run(model, config, kind, jobs, n_stimuli, batch_size, progress, desc, readout="paper",
          token_types=False) -> np.ndarray:
     """Run the jobs in length-sorted, right-padded batches; hooks copy out the rows to read.
@@ -501,13 +517,8 @@ def _run(model, config, kind, jobs, n_stimuli, batch_size, progress, desc, reado
 
     pad = getattr(config, "pad_token_id", None) or 0
     dev = model.get_input_embeddings().weight.device
-    batches = [[]]  # similar lengths together: at most batch_size sequences and batch_size * 512 padded tokens
-    for job in sorted(jobs, key=lambda j: len(j[0])):
-        if batches[-1] and (len(batches[-1]) == batch_size or (len(batches[-1]) + 1) * len(job[0]) > batch_size * 512):
-            batches.append([])
-        batches[-1].append(job)
     try:
-        for batch in tqdm(batches, desc=desc, unit="batch", disable=None if progress else True):
+        for batch in tqdm(_batches(jobs, batch_size), desc=desc, unit="batch", disable=None if progress else True):
             width = max(len(x) for x, _ in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)  # right padding: never read
             mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -913,12 +924,7 @@ def _surprisal_run(model, config, kind, jobs, n_words, batch_size, progress, des
     for words without a prediction. Only the logits of the positions read go through log_softmax."""
     bits, pad = np.full(n_words, np.nan), getattr(config, "pad_token_id", None) or 0
     dev = model.get_input_embeddings().weight.device
-    batches = [[]]  # as in _run: at most batch_size sequences and batch_size * 512 padded tokens
-    for job in sorted(jobs, key=lambda j: len(j[0])):
-        if batches[-1] and (len(batches[-1]) == batch_size or (len(batches[-1]) + 1) * len(job[0]) > batch_size * 512):
-            batches.append([])
-        batches[-1].append(job)
-    for batch in tqdm(batches if jobs else [], desc=desc, unit="batch", disable=None if progress else True):
+    for batch in tqdm(_batches(jobs, batch_size) if jobs else [], desc=desc, unit="batch", disable=None if progress else True):
         width = max(len(x) for x, _ in batch)
         ids = torch.full((len(batch), width), pad, dtype=torch.long)  # right padding: never read
         mask = torch.zeros((len(batch), width), dtype=torch.long)
