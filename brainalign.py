@@ -1407,7 +1407,7 @@ def parse_args(argv=None):
                       help="registry names (models.py; the GPT-2 appendix pairs too), hub ids or "
                            "local model directories")
     what.add_argument("--demo", action="store_true",
-                      help="offline, a few minutes on a CPU: tiny random models, synthetic responses")
+                      help="offline, 20 s to a few minutes on a CPU: tiny random models, synthetic responses")
     what.add_argument("--report", action="store_true",
                       help="re-render every table from the score cache, loading no model (only the "
                            "records made with the scoring and extraction options given here)")
