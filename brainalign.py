@@ -727,8 +727,7 @@ def run_one(info, dataset, parts, cache_dir, extraction, scoring=SCORING):
     names = provenance["layers"]
     rec = {"model": info.name, "dataset": dataset, "key": key, "pipeline": PIPELINE_VERSION,
            "provenance": provenance, "data": data_files, "scoring": scoring, "base": info.base,
-           "family": info.family,
-           "params": info.params, "parts": {}}
+           "family": info.family, "params": info.params, "parts": {}}
     if dataset in BEHAVIOUR_DATASETS:                  # surprisal against reading times
         rec |= run_behaviour(source, parts[0], extraction)
         write_atomic(path, json.dumps(rec, indent=1))
