@@ -105,7 +105,7 @@ def test_a_datasets_parts_are_averaged_layer_by_layer_then_one_layer_kept(monkey
     monkeypatch.setattr(ba, "score_part", fake_score_part)
     parts = [Dataset(f"P.{n}", ["t"] * n, ["g"] * n, np.zeros((n, 2), np.float32), np.array(["a", "a"]),
                      c, "shuffle") for n, c in ((3, 0.354), (4, 0.363))]
-    info = types.SimpleNamespace(name="m", hub_id="m", base=None, params=1.0)
+    info = types.SimpleNamespace(name="m", hub_id="m", base=None, params=1.0, family="gpt2")
     rec = ba.run_one(info, "P", parts, str(tmp_path), {"device": "cpu"})
     assert rec["best_layer"] == 2 and rec["best_layer_name"] == "block.1"  # mean [.5, .25, .35]: no embeddings
     assert rec["score"] == pytest.approx((0.6 + 0.1) / 2, abs=1e-15)

@@ -159,13 +159,15 @@ def test_correlation_table_p_values_are_pearsons_and_fdr_corrected():
 
 def test_normalisation_clips_each_part_before_averaging():
     # 0.5 / 0.4 = 1.25 is clipped to 1 before the average with 0.1 / 0.2: (1 + 0.5) / 2
-    rec = {"model": "m", "dataset": "Pereira2018", "score": 0.3, "ceiling": 0.3, "best_layer": "1/2",
-           "parts": {"243": {"score": 0.5, "ceiling": 0.4}, "384": {"score": 0.1, "ceiling": 0.2}}}
+    rec = {"model": "m", "dataset": "Pereira2018", "score": 0.3, "ceiling": 0.3, "best_layer": 0,
+           "layer_names": ["block.0"],
+           "parts": {"243": {"layers": [0.5], "ceiling": 0.4}, "384": {"layers": [0.1], "ceiling": 0.2}}}
     assert ba.collect([rec], normalize_scores=True)[0]["m"]["Pereira2018"] == pytest.approx(0.75)
 
 
 def test_the_average_is_over_the_papers_datasets_only():
-    recs = [{"model": "m", "dataset": d, "score": s, "ceiling": 0.2, "best_layer": 0, "parts": {}}
+    recs = [{"model": "m", "dataset": d, "score": s, "ceiling": 0.2, "best_layer": 0, "layer_names": ["block.0"],
+             "parts": {d: {"layers": [s], "ceiling": 0.2}}}
             for d, s in (("Pereira2018", 0.1), ("Blank2014", 0.2), ("Wehbe2014", 0.6),
                          ("Fedorenko2016", 0.9))]
     scores, _, ceilings = ba.collect(recs)
