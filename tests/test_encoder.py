@@ -141,7 +141,8 @@ def designed(n, p, singular_values, seed):
 ILL_CONDITIONED = {"full rank": None, "straddling the cutoff": [1, 0.3, 0.1, 1e-2, 1e-3, 1e-4, 3e-6, 3e-7]}
 
 
-@pytest.mark.parametrize("n,p", [(60, 100), (200, 12)])           # dual and primal Gram paths
+# dual Gram, weights (p < n_test) and primal Gram (n_test <= p < n_train) paths
+@pytest.mark.parametrize("n,p", [(60, 100), (200, 12), (200, 30)])
 @pytest.mark.parametrize("design", ILL_CONDITIONED)
 def test_ill_conditioned_designs_equal_lstsq_at_the_cutoff(n, p, design):
     # "full rank": singular values from 1 down to 3e-5, all kept at cond=1e-6; a cutoff applied to

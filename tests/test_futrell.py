@@ -256,6 +256,8 @@ def test_mean_reader_as_prediction_scores_one():
     out = ba.behaviour_score(np.nanmean(times, axis=1), rt)
     assert out["score"] == pytest.approx(1.0) and out["normalized"] == 1.0
     assert out["n_words"] == 180
+    flipped = ba.behaviour_score(-np.nanmean(times, axis=1), rt)        # the score is |r|, the sign kept apart
+    assert flipped["score"] == pytest.approx(1.0) and flipped["r"] == pytest.approx(-1.0)
 
 
 def test_split_half_ceiling_equals_brainscore():
@@ -273,6 +275,13 @@ def test_split_half_ceiling_equals_brainscore():
     ceiling, splits, uncorrected = ba.split_half_ceiling(times)
     np.testing.assert_allclose(splits, corrected, atol=1e-12)
     assert ceiling == pytest.approx(np.median(corrected), abs=1e-12) and (uncorrected < splits).all()
+    # two readers who disagree: each half is one of them, and the consistency is |r| (abs above)
+    x = np.random.default_rng(3).standard_normal((50, 2))
+    opposed = np.c_[x[:, 0], -x[:, 0] + 0.5 * x[:, 1]]
+    c = abs(scipy.stats.pearsonr(opposed[:, 0], opposed[:, 1])[0])
+    ceiling, splits, uncorrected = ba.split_half_ceiling(opposed)
+    np.testing.assert_allclose(uncorrected, [c] * 10, atol=1e-12)
+    assert ceiling == pytest.approx(2 * c / (1 + c), abs=1e-12)
 
 
 def test_metric_bad_inputs():

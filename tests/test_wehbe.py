@@ -152,13 +152,13 @@ def test_time_series_r_equals_toneva_folds_and_aw_concatenation():
 
 
 def test_summarize_time_series_by_hand():
-    # mean per subject (a: .2, b: .6, c: .9), then over subjects; pooled voxels would give .42
-    r = np.array([0.1, 0.2, 0.3, 0.6, 0.9])
+    # mean per subject (a: .3, its median .2; b: .6, c: .9), then over subjects; pooled voxels: .48
+    r = np.array([0.1, 0.2, 0.6, 0.6, 0.9])
     s = ba.summarize_time_series(r, np.tile(r, (4, 1)), ["a", "a", "a", "b", "c"])
-    assert s.per_subject == pytest.approx({"a": 0.2, "b": 0.6, "c": 0.9})
-    assert s.score == pytest.approx(1.7 / 3)
-    assert s.mad == pytest.approx(0.3)                 # median(|.2-.6|, 0, |.9-.6|)
-    np.testing.assert_allclose(s.per_split, [0.42] * 4)
+    assert s.per_subject == pytest.approx({"a": 0.3, "b": 0.6, "c": 0.9})
+    assert s.score == pytest.approx(1.8 / 3)
+    assert s.mad == pytest.approx(0.3)                 # median(|.3-.6|, 0, |.9-.6|)
+    np.testing.assert_allclose(s.per_split, [0.48] * 4)
     with pytest.raises(ValueError, match=r"subjects has shape \(2,\), expected \(5,\)"):
         ba.summarize_time_series(r, np.tile(r, (4, 1)), ["a", "b"])
 
