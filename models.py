@@ -615,6 +615,17 @@ def _check(texts, groups, window, batch_size, dtype) -> None:
 _LAST: dict = {}  # the most recently loaded (tokenizer, model, config); _LAST.clear() frees it
 
 
+def _kept(loader, info, weights, revision, model_dir, device, dtype, cache_dir, progress):
+    """loader's (tokenizer, model, config), kept in memory for the next call: a run scores one model
+    on every dataset before the next, so only one is held. Keyed by the weights' fingerprint, so a
+    folder retrained in place is loaded again."""
+    key = (loader.__name__, key_of(weights), revision, str(model_dir), device, dtype)
+    if key not in _LAST:
+        _LAST.clear()
+        _LAST[key] = loader(info, revision, model_dir, device, dtype, cache_dir, progress)
+    return _LAST[key]
+
+
 def extract(model: str, texts: list[str], groups: list[str], *, context_window: int = 0,
             device: str = "auto", dtype: str = "float32", batch_size: int = 8, readout: str = "paper",
             token_type_ids: str = "drop", cache_dir: str | Path | None = None, dataset_key: str = "",
@@ -642,11 +653,7 @@ def extract(model: str, texts: list[str], groups: list[str], *, context_window: 
     if path and (cached := _read_cache(path, key)) is not None:
         return cached
     device = check_device(device)
-    loaded = (key_of(source["weights"]), revision, str(model_dir), device, dtype)   # a retrained folder reloads
-    if loaded not in _LAST:  # keep one model loaded: a run scores it on every dataset before the next
-        _LAST.clear()
-        _LAST[loaded] = _load(info, revision, model_dir, device, dtype, cache_dir, progress)
-    tok, net, config = _LAST[loaded]
+    tok, net, config = _kept(_load, info, source["weights"], revision, model_dir, device, dtype, cache_dir, progress)
     kind = _kind(config)
     contexts, chains = _contexts(texts, groups, context_window)
     jobs = _plan(tok, kind, contexts, chains, _max_length(tok, config), one_pass)
@@ -719,11 +726,7 @@ def extract_words(model: str, words: list[str], *, window: int = 20, device: str
     if path and (cached := _read_cache(path, key)) is not None:
         return cached
     device = check_device(device)
-    loaded = (key_of(source["weights"]), revision, str(model_dir), device, dtype)
-    if loaded not in _LAST:
-        _LAST.clear()
-        _LAST[loaded] = _load(info, revision, model_dir, device, dtype, cache_dir, progress)
-    tok, net, config = _LAST[loaded]
+    tok, net, config = _kept(_load, info, source["weights"], revision, model_dir, device, dtype, cache_dir, progress)
     kind = _kind(config)
     jobs = _word_jobs(tok, kind, words, window)
     acts = _run_words(net, config, kind, jobs, batch_size, progress, info.name, readout)
@@ -973,11 +976,7 @@ def surprisal(model: str, words: list[str], *, device: str = "auto", dtype: str 
         raise ValueError(f"unknown dtype {dtype!r}: use {', '.join(_DTYPES)}")
     device = check_device(device)
     weights = provenance(model, revision=revision, model_dir=model_dir, dtype=dtype)["weights"]
-    loaded = ("lm", key_of(weights), revision, str(model_dir), device, dtype)   # a retrained folder reloads
-    if loaded not in _LAST:  # one model in memory at a time, shared with extract()
-        _LAST.clear()
-        _LAST[loaded] = _load_lm(info, revision, model_dir, device, dtype, cache_dir, progress)
-    tok, net, config = _LAST[loaded]
+    tok, net, config = _kept(_load_lm, info, weights, revision, model_dir, device, dtype, cache_dir, progress)
     kind = _kind(config)
     jobs = _surprisal_jobs(kind, _word_inputs(tok, words, _max_length(tok, config), progress), one_pass)
     return _surprisal_run(net, config, kind, jobs, len(words), batch_size, progress, info.name)
