@@ -855,26 +855,18 @@ def compare_pairs(scores, pairs, datasets=PAPER_DATASETS + ("Average",)):
 
 def compare_behaviour(values, pairs):
     """Instruction tuning and behavioural alignment, kept apart from the brain Average as the paper
-    keeps Table 9 apart: values {model: score}, pairs [(tuned, vanilla), ...] -> dict with one row per
-    pair (% change), the mean change, how many pairs improved / got worse, a Wilcoxon signed-rank test
-    of tuned vs vanilla and a bootstrap 95% CI of the mean change."""
-    rows, done = [], []
-    for tuned, vanilla in pairs:
-        missing = [m for m in (tuned, vanilla) if values.get(m) is None]
-        if missing:
-            rows.append({"tuned": tuned, "vanilla": vanilla, "note": f"not run: {', '.join(missing)}"})
-            continue
-        change = relative_change(values[tuned], values[vanilla])
-        rows.append({"tuned": tuned, "vanilla": vanilla, "tuned score": values[tuned],
-                     "vanilla score": values[vanilla], "change": change})
-        done.append((values[tuned], values[vanilla], change))
-    out = {"rows": rows, "n_pairs": len(done), "mean": float(np.mean([c for *_, c in done])) if done else float("nan"),
-           "improved": sum(c > 0 for *_, c in done), "worse": sum(c < 0 for *_, c in done)}
-    if len(done) >= 2:
-        import scipy.stats
-        t, v, change = np.array(done).T
-        out["wilcoxon_p"] = float(scipy.stats.wilcoxon(t, v).pvalue) if np.any(t != v) else 1.0
-        out["ci95"] = bootstrap_ci(change)
+    keeps Table 9 apart: values {model: score}, pairs [(tuned, vanilla), ...] -> compare_pairs' dict
+    on that one score (a vanilla score <= 0 guarded the same way), with "mean" the mean % change,
+    "worse" the number of pairs that got worse, and per pair the two scores and the "change"."""
+    scores = {m: {"Average": v} for m, v in values.items() if v is not None}
+    out = compare_pairs(scores, pairs, ("Average",))
+    for row in out["rows"]:
+        if "Average" in row:
+            row |= {"tuned score": scores[row["tuned"]]["Average"],
+                    "vanilla score": scores[row["vanilla"]]["Average"], "change": row.pop("Average")}
+        row.pop("Average diff", None)
+    out["worse"] = sum(row.get("change", 0) < 0 for row in out["rows"])
+    out["mean"] = out["mean"].get("Average", float("nan"))
     return out
 
 
@@ -967,10 +959,6 @@ def tables(scores, layers, ceilings, info, normalized=False, behaviour=None):
             **behaviour_tables(alignment, behaviour or {}, info)}
 
 
-def _percent(value):
-    return None if value is None else f"{value:+.1f}%"
-
-
 def behaviour_tables(alignment, behaviour, info):
     """Futrell2018 columns added to the rows of the per-model table (our |r|, the paper's Table 9
     value and the difference, the ceiling-normalised score; a new row for a model scored on behaviour
@@ -990,14 +978,14 @@ def behaviour_tables(alignment, behaviour, info):
     ours = compare_behaviour({m: rec["score"] for m, rec in behaviour.items()}, pairs)
     paper = compare_behaviour({m: i.paper_futrell for m, i in info.items()}, pairs)
     paper_change = {r["tuned"]: r["change"] for r in paper["rows"] if "change" in r}
-    table = [r | {"change": _percent(r.get("change")), "paper change": _percent(paper_change.get(r["tuned"]))}
+    table = [r | {"change": percent(r.get("change")), "paper change": percent(paper_change.get(r["tuned"]))}
              for r in ours["rows"]]
     for label, cmp in (("ours", ours), ("paper, Table 9", paper)):
         if cmp["n_pairs"]:
             note = f"{cmp['improved']}/{cmp['n_pairs']} improved, {cmp['worse']} worse"
             note += f"; Wilcoxon p = {cmp['wilcoxon_p']:.3g}" if "wilcoxon_p" in cmp else ""
             table.append({"tuned": f"mean of {cmp['n_pairs']} pairs ({label})", "vanilla": "",
-                          "change": _percent(cmp["mean"]), "note": note})
+                          "change": percent(cmp["mean"]), "note": note})
     ceiling = np.median([rec["ceiling"] for rec in behaviour.values()])
     table.append({"tuned": "ceiling", "vanilla": "", "note": f"split-half ceiling from the data {ceiling:.3f} "
                   f"(Brain-Score's .858); Futrell2018 never enters the brain Average"})
@@ -1005,6 +993,7 @@ def behaviour_tables(alignment, behaviour, info):
 
 
 def percent(value):
+    """A per cent change as the tables print it ("+6.2%"); anything else (None, a note) as it is."""
     return f"{value:+.1f}%" if isinstance(value, float) else value
 
 
