@@ -48,7 +48,7 @@ def test_score_aggregates_cross_validated_r_with_the_median():
     splits = ba.shuffle_splits(60)
     r = ba.cross_validate(x, y, splits)
     assert not np.allclose(np.median(r, axis=1), r.mean(axis=1))      # the choice matters here
-    s = ba.score(x, y, splits, SUBJECTS)
+    s = ba.summarize(r, SUBJECTS)
     assert s.score == pytest.approx(np.median(r, axis=1).mean(), abs=1e-12)
     assert s.per_subject["c"] == pytest.approx(np.median(r[:, 6:], axis=1).mean(), abs=1e-12)
 
@@ -56,60 +56,76 @@ def test_score_aggregates_cross_validated_r_with_the_median():
 def series(n_samples=40):
     """A time-series Dataset of n_samples TRs, one word per TR, 2 subjects x 2 voxels."""
     return Dataset("tiny", [f"w{i}" for i in range(n_samples)], ["g"] * n_samples,
-                   np.zeros((n_samples, 4), np.float32), np.array(["s1", "s1", "s2", "s2"]), 0.1,
-                   "kfold", n_folds=4, gap=0, word_tr=np.arange(n_samples),
-                   sample_tr=np.arange(n_samples), n_tr=n_samples)
+                   np.zeros((n_samples, 4), np.float32), np.array(["s1", "s1", "s2", "s2"]),
+                   word_tr=np.arange(n_samples), sample_tr=np.arange(n_samples), n_tr=n_samples,
+                   n_folds=4, window=3)
+
+
+def fake_models(monkeypatch, n_layers=3):
+    """A stand-in for models.py: every layer of stimulus i holds (layer index, number of texts)."""
+    names = ["embeddings"] + [f"block.{j}" for j in range(n_layers - 1)]
+    calls = []
+
+    def acts(texts, *args, **kwargs):
+        calls.append(kwargs)
+        out = np.zeros((len(texts), n_layers, 2))
+        out[:, :, 0] = np.arange(n_layers)
+        out[:, :, 1] = len(texts)
+        return out
+    fake = types.SimpleNamespace(
+        MODELS={}, layer_names=lambda source, brainscore=False: names,
+        extract=lambda source, texts, groups, **kw: acts(texts, **kw),
+        extract_words=lambda source, words, **kw: acts(words, **kw))
+    monkeypatch.setitem(sys.modules, "models", fake)
+    return calls
+
+
+INFO = types.SimpleNamespace(name="m", hub_id="m", base=None)
 
 
 def test_time_series_parts_average_voxels_per_subject_then_subjects(monkeypatch):
     # layer i's fake r: R[0, :4] shifted by i / 10; subject means, then their mean, are what is kept
-    def fake(word_features, ds, splits, regression="ridge", cond=1e-6):
-        assert len(splits) == 4 and regression == "ridge"
+    def fake(word_features, ds):
         return R[0, :4] + word_features[0, 0] / 10, R[:, :4]
     monkeypatch.setattr(ba, "cross_validate_time_series", fake)
-    acts = np.zeros((40, 3, 1))
-    acts[:, 1], acts[:, 2] = 2.0, 1.0
-    out = ba.score_part(acts, series(), progress=False)
+    calls = fake_models(monkeypatch)
+    rec = ba.run_one(INFO, [series()], ba.Settings(device="cpu"))
     subject_means = np.array([R[0, :2].mean(), R[0, 2:4].mean()])
-    np.testing.assert_allclose([s.score for s in out], subject_means.mean() + np.array([0, 0.2, 0.1]), atol=1e-15)
-    assert out[1].per_subject["s1"] == pytest.approx(R[0, :2].mean() + 0.2, abs=1e-15)
+    np.testing.assert_allclose(rec["parts"]["tiny"]["layers"], subject_means.mean() + np.array([0, 0.1, 0.2]),
+                               atol=1e-15)
+    assert rec["parts"]["tiny"]["per_subject"][1]["s1"] == pytest.approx(R[0, :2].mean() + 0.1, abs=1e-15)
+    assert rec["kind"] == "time series" and calls[0]["window"] == 3     # the dataset's word window
 
 
 def test_stimulus_parts_take_the_median_and_the_datasets_subjects(monkeypatch):
     seen = []
 
-    def fake(features, responses, splits, subjects=None, cond=1e-6, numerics="float64"):
-        seen.append((len(splits), list(subjects), numerics))
-        return "scored"
-    monkeypatch.setattr(ba, "score", fake)
-    ds = Dataset("tiny", ["t"] * 30, ["g"] * 30, np.zeros((30, 4), np.float32),
-                 np.array(["s1", "s1", "s2", "s2"]), 0.1, "shuffle")
-    assert ba.score_part(np.zeros((30, 2, 3)), ds, progress=False, numerics="brainscore-2023") == ["scored"] * 2
-    assert seen == [(10, ["s1", "s1", "s2", "s2"], "brainscore-2023")] * 2
+    def fake(acts, responses, subjects=None, splits=None, numerics="brainscore-2023", progress=False):
+        seen.append((list(subjects), numerics))
+        return [ba.Score(0.1 * i, np.zeros(1), np.zeros(4), {"s1": 0.0}, 0.0) for i in range(acts.shape[1])]
+    monkeypatch.setattr(ba, "score_layers", fake)
+    fake_models(monkeypatch)
+    ds = Dataset("tiny", ["t"] * 30, ["g"] * 30, np.zeros((30, 4), np.float32), np.array(["s1", "s1", "s2", "s2"]))
+    ba.run_one(INFO, [ds], ba.Settings(device="cpu"))
+    ba.run_one(INFO, [ds], ba.Settings(device="cpu", brainscore=True))
+    assert seen == [(["s1", "s1", "s2", "s2"], "brainscore-2023"), (["s1", "s1", "s2", "s2"], "float64")]
 
 
-def test_a_datasets_parts_are_averaged_layer_by_layer_then_one_layer_kept(monkeypatch, tmp_path):
+def test_a_datasets_parts_are_averaged_layer_by_layer_then_one_layer_kept(monkeypatch):
     # Pereira2018's two experiments: their scores are averaged layer by layer, then the best block is
-    # kept (the authors registered one layer per model); score, MAD and ceiling at that layer
-    names = ["embeddings", "block.0", "block.1"]
-    fake_models = types.SimpleNamespace(
-        MODELS={}, key_of=lambda d: str(abs(hash(repr(sorted(d.items()))))), safe_name=lambda s: s,
-        provenance=lambda *a, **k: {"layers": names, "dtype": "float32"},
-        extract=lambda source, texts, *a, **k: np.full((len(texts), 3, 1), len(texts)))
-    monkeypatch.setitem(sys.modules, "models", fake_models)
+    # kept (the authors registered one layer per model); score and MAD at that layer
+    fake_models(monkeypatch)
     results = {3: ([0.1, 0.2, 0.6], 0.02), 4: ([0.9, 0.3, 0.1], 0.04)}      # by number of texts
 
-    def fake_score_part(acts, ds, cv, cond, numerics, regression):
-        scores, mad = results[int(acts[0, 0, 0])]
+    def fake_score_layers(acts, responses, subjects=None, splits=None, numerics="brainscore-2023", progress=False):
+        scores, mad = results[int(acts[0, 0, 1])]
         return [ba.Score(v, np.array([v]), np.zeros(2), {"a": v}, mad) for v in scores]
-    monkeypatch.setattr(ba, "score_part", fake_score_part)
-    parts = [Dataset(f"P.{n}", ["t"] * n, ["g"] * n, np.zeros((n, 2), np.float32), np.array(["a", "a"]),
-                     c, "shuffle") for n, c in ((3, 0.354), (4, 0.363))]
-    info = types.SimpleNamespace(name="m", hub_id="m", base=None, params=1.0, family="gpt2")
-    rec = ba.run_one(info, "P", parts, str(tmp_path), {"device": "cpu"})
-    assert rec["best_layer"] == 2 and rec["best_layer_name"] == "block.1"  # mean [.5, .25, .35]: no embeddings
+    monkeypatch.setattr(ba, "score_layers", fake_score_layers)
+    parts = [Dataset(f"P.{n}", ["t"] * n, ["g"] * n, np.zeros((n, 2), np.float32), np.array(["a", "a"]))
+             for n in (3, 4)]
+    rec = ba.run_one(INFO, parts, ba.Settings(device="cpu"))
+    assert rec["best_layer"] == 2 and rec["layer_names"][2] == "block.1"   # mean [.5, .25, .35]: no embeddings
     assert rec["score"] == pytest.approx((0.6 + 0.1) / 2, abs=1e-15)
     assert rec["mad"] == pytest.approx(0.03, abs=1e-15)
-    assert rec["ceiling"] == pytest.approx(0.3585, abs=1e-15)
     assert rec["parts"]["P.4"]["layers"] == [0.9, 0.3, 0.1]
-    assert ba.run_one(info, "P", parts, str(tmp_path), {"device": "cpu"}) == rec | {"cached": True}
+    assert ba.run_one(INFO, parts, ba.Settings(device="cpu", brainscore=True))["best_layer"] == 0
