@@ -451,7 +451,7 @@ def behaviour_score(surprisal, rt):
 # -----------------------------------------------------------------------------
 # 7. one (model, dataset): activations (cached by models.py) -> every layer scored -> one record,
 # cached as JSON under a key of everything that produced it. The key needs no data and no model,
-# so a rerun over a complete cache renders the tables without loading either.
+# so a rerun over a complete cache renders the report without loading either.
 
 PIPELINE_VERSION = 3      # bump when the scoring semantics change: older records are then recomputed
 PAPER_DATASETS = ("Pereira2018", "Blank2014", "Wehbe2014")      # the paper's Average is their mean
@@ -480,17 +480,18 @@ def _hash(obj):
 
 def record_place(info, dataset, settings, parts=None):
     """Where the record of info (a models.ModelInfo) on `dataset` lives -> (path, key, what produced
-    it). The data are known by their registered sha1 (or the sha1 of files given by hand), or, for
-    parts given in memory, by a hash of their contents; the model by models.identity."""
+    it). The data are known by their registered sha1s (or those of files given by hand), parts given
+    in memory by a hash of their contents; the model by models.identity."""
     import data
     import models
     if parts is None:
         data_id = data.fingerprint(dataset, settings.data_dir, files=dict(settings.data_files).get(dataset))
     else:
-        arrays = [getattr(p, "responses", getattr(p, "times", None)) for p in parts]
-        texts = [getattr(p, "texts", getattr(p, "words", None)) for p in parts]
-        data_id = {"checksum": parts[0].checksum, "contents": _hash([texts, [a.tobytes().hex() for a in arrays]])}
-    produced = {"pipeline": PIPELINE_VERSION, "dataset": dataset, "data": data_id, "brainscore": settings.brainscore,
+        contents = [(vars(p).get("texts") or p.words, vars(p).get("responses", vars(p).get("times")).tobytes())
+                    for p in parts]
+        data_id = {"checksum": parts[0].checksum, "contents": _hash(contents)}
+    produced = {"pipeline": PIPELINE_VERSION, "dataset": dataset, "data": data_id,
+                "brainscore": settings.brainscore,
                 "model": models.identity(info, dtype=settings.dtype, brainscore=settings.brainscore)}
     key = _hash(produced)
     folder = "".join(c if c.isalnum() or c in "._-" else "-" for c in info.name)
@@ -498,23 +499,23 @@ def record_place(info, dataset, settings, parts=None):
 
 
 def read_record(path, key, model, dataset):
-    """The record at path if it is whole and belongs to (key, model, dataset) with scores in range;
-    else None, with a warning that names the file and why, the file moved aside to be recomputed."""
+    """The record at path if it is whole, of (key, model, dataset) and its scores in range; else None,
+    with a warning that names the file and why, the file moved aside to be recomputed."""
     if not Path(path).exists():
         return None
     try:
         rec = json.loads(Path(path).read_text())
         if not isinstance(rec, dict) or rec.get("key") != key or rec.get("pipeline") != PIPELINE_VERSION:
             raise ValueError(f"it is not the record of key {key} (pipeline {PIPELINE_VERSION})")
-        if (rec.get("model"), rec.get("dataset")) != (model, dataset):
-            raise ValueError(f"it is the record of {rec.get('model')} on {rec.get('dataset')}")
+        if (rec["model"], rec["dataset"]) != (model, dataset):
+            raise ValueError(f"it is the record of {rec['model']} on {rec['dataset']}")
         values = [rec["score"]] + [v for p in rec["parts"].values() for v in p["layers"]]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and -1 <= v <= 1 for v in values):
+        if not all(type(v) in (int, float) and -1 <= v <= 1 for v in values):
             raise ValueError("a score is not a number in [-1, 1]")
         if rec["parts"] and not 0 <= rec["best_layer"] < len(rec["layer_names"]) == len(rec["layers"]):
-            raise ValueError(f"best layer {rec['best_layer']} is not one of its {len(rec['layers'])} layers")
+            raise ValueError(f"its best layer {rec['best_layer']} is not one of its {len(rec['layers'])}")
     except (OSError, ValueError, KeyError, TypeError) as err:
-        aside = _unique(Path(path).with_name(Path(path).name + ".corrupt"))
+        aside = _unique(Path(f"{path}.corrupt"))
         os.replace(path, aside)
         warnings.warn(f"score record {path} skipped ({err}); moved aside to {aside.name}, recomputing")
         return None
@@ -531,8 +532,7 @@ def run_one(info, parts, settings):
                "cache_dir": settings.cache_dir}
     if isinstance(parts[0], data.ReadingTimes):                            # behaviour: no layers, no fit
         bits = models.surprisal(source, parts[0].words, **options)
-        return {"kind": "behaviour", "layer_names": [], "parts": {}, "best_layer": None, "mad": None,
-                **behaviour_score(bits, parts[0])}
+        return {"kind": "behaviour", "parts": {}, **behaviour_score(bits, parts[0])}
     names, results = models.layer_names(source, brainscore=settings.brainscore), {}
     for ds in parts:
         if ds.word_tr is not None:              # a time series (Wehbe2014): Toneva & Wehbe's pipeline
@@ -545,9 +545,9 @@ def run_one(info, parts, settings):
             per_layer = score_layers(acts, ds.responses, ds.subjects, numerics=settings.numerics, progress=True)
         names = names[:acts.shape[1]]            # T5's word features: its encoder's layers only
         results[ds.name] = {"layers": [s.score for s in per_layer], "mad": [s.mad for s in per_layer],
-                            "per_subject": [s.per_subject for s in per_layer], "n_targets": ds.responses.shape[1]}
+                            "per_subject": [s.per_subject for s in per_layer]}
     best, mean = best_layer([p["layers"] for p in results.values()], names, embeddings=settings.brainscore)
-    return {"kind": "time series" if parts[0].word_tr is not None else "brain", "layer_names": names,
+    return {"kind": "brain" if parts[0].word_tr is None else "time series", "layer_names": names,
             "parts": results, "layers": mean.tolist(), "best_layer": best, "score": float(mean[best]),
             "mad": float(np.mean([p["mad"][best] for p in results.values()]))}
 
@@ -569,7 +569,7 @@ def write_atomic(path, text):
 
 
 def _unique(path):
-    """path, or path.1, path.2, ... : the first name not taken (so nothing moved aside is overwritten)."""
+    """path, else path.1, path.2, ...: the first name not taken (nothing moved aside is overwritten)."""
     k, candidate = 0, Path(path)
     while candidate.exists():
         k += 1
@@ -581,21 +581,19 @@ def run(infos, datasets, settings, out, loaded=None):
     """Every model on every dataset, each (model, dataset) read from its record or scored and then
     recorded; then the tables and figures, written to `out` as a whole -> the tables.
     infos: [models.ModelInfo]; datasets: names; loaded: {dataset: parts} given in memory (the demo).
-    Every record's place is known before anything loads; the datasets still needed are loaded, all
-    of them, before the first model (one error names every dataset that cannot be had)."""
+    Every record's place is known before anything loads; the datasets still needed are all loaded
+    before the first model, and one error names every dataset that cannot be had."""
     import data
-    loaded = dict(loaded or {})
-    check_out(out)
-    places, errors = {}, []
+    loaded, places, errors = dict(loaded or {}), {}, []
+    numbers = ("brainscore", "layer_choice", "dtype", "data_files")          # what the report's numbers depend on
+    run_id = {"models": [i.name for i in infos], "datasets": list(datasets),
+              "settings": {k: getattr(settings, k) for k in numbers}}
+    check_out(out, run_id)
     for d in datasets:
-        for info in infos:
-            try:
-                places[info.name, d] = record_place(info, d, settings, loaded.get(d))
-            except (data.DownloadError, ValueError) as err:
-                errors.append(f"{d}: {err}")
-                break
-    if errors:
-        raise data.DownloadError("\n\n".join(errors))
+        try:
+            places.update({(i.name, d): record_place(i, d, settings, loaded.get(d)) for i in infos})
+        except (data.DownloadError, ValueError) as err:
+            errors.append(f"{d}: {err}")
     records = {job: read_record(path, key, *job) for job, (path, key, _) in places.items()}
     for d in dict.fromkeys(d for (_, d), rec in records.items() if rec is None and d not in loaded):
         try:
@@ -607,26 +605,23 @@ def run(infos, datasets, settings, out, loaded=None):
     for info in infos:
         for d in datasets:
             path, key, produced = places[info.name, d]
+            if records[info.name, d] is None:
+                records[info.name, d] = {"model": info.name, "dataset": d, "key": key, "pipeline": PIPELINE_VERSION,
+                                         "produced": produced, **run_one(info, loaded[d], settings)}
+                write_atomic(path, json.dumps(records[info.name, d], indent=1))
             rec = records[info.name, d]
-            if rec is None:
-                rec = {"model": info.name, "dataset": d, "key": key, "pipeline": PIPELINE_VERSION,
-                       "produced": produced, "checksum": produced["data"]["checksum"],
-                       **run_one(info, loaded[d], settings)}
-                write_atomic(path, json.dumps(rec, indent=1))
-                records[info.name, d] = rec
             layer = f", layer {rec['layer_names'][rec['best_layer']]}" if rec["parts"] else ""
             print(f"{info.name} | {d}: {rec['score']:.4f}{layer}", flush=True)
     records = list(records.values())
-    synthetic = any(rec["checksum"] == "synthetic" for rec in records)
+    synthetic = any(rec["produced"]["data"]["checksum"] == "synthetic" for rec in records)
+    info = {i.name: i for i in infos}
     scores, layers = collect(records, settings)
-    all_tables = tables(scores, layers, {i.name: i for i in infos}, records, settings)
-    config = {"models": [i.name for i in infos], "datasets": list(datasets), "settings": vars(settings),
-              "pipeline": PIPELINE_VERSION, "synthetic": synthetic, "split_seed": 1, "bootstrap_seed": 0,
-              "records": {f"{r['model']} | {r['dataset']}": r["key"] for r in records},
+    all_tables = tables(scores, layers, info, records, settings)
+    config = {**run_id, "all settings": vars(settings), "pipeline": PIPELINE_VERSION, "synthetic": synthetic, "split_seed": 1,
+              "bootstrap_seed": 0, "records": {f"{r['model']} | {r['dataset']}": r["key"] for r in records},
               "versions": {m: getattr(sys.modules.get(m), "__version__", None)
                            for m in ("numpy", "scipy", "torch", "transformers")}}
-    figs = figures(records, scores, {i.name: i for i in infos}, synthetic)
-    write_report(out, all_tables, config, figs, SYNTHETIC if synthetic else "")
+    write_report(out, all_tables, config, figures(records, scores, info, synthetic), synthetic)
     return all_tables
 
 
@@ -635,13 +630,13 @@ def run(infos, datasets, settings, out, loaded=None):
 
 
 def collect(records, settings):
-    """Records -> ({model: {dataset: score, "Average": mean over PAPER_DATASETS when all ran}},
-    {model: {dataset: name of the layer read}}). layer_choice "pereira": the Brain-Score datasets
-    read at the layer chosen on Pereira2018, as the authors registered one layer per model ("layer
-    assignment based on choosing the maximally scoring layer on Pereira2018-encoding",
-    brain-score/language f9a403e models/t5/__init__.py, 91c88b1 models/llama/__init__.py).
-    --brainscore: each part divided by its ceiling and clipped to [0, 1], then averaged (Brain-Score's
-    ceiling_normalize); the behavioural score by the ceiling computed from the data."""
+    """Records -> ({model: {dataset: score, "Average": mean over the PAPER_DATASETS run}}, {model:
+    {dataset: layer read}}). layer_choice "pereira": the Brain-Score datasets read at the layer
+    chosen on Pereira2018, as the authors registered one layer per model ("layer assignment based
+    on choosing the maximally scoring layer on Pereira2018-encoding", brain-score/language f9a403e
+    models/t5/__init__.py, 91c88b1 models/llama/__init__.py). --brainscore: each part divided by its
+    ceiling and clipped to [0, 1], then averaged (Brain-Score's ceiling_normalize); the behavioural
+    score by the ceiling computed from the data."""
     import data
     scores, layers = {}, {}
     pereira = {r["model"]: r for r in records if r["dataset"] == "Pereira2018"}
@@ -660,9 +655,11 @@ def collect(records, settings):
             values = [np.clip(v / data.ceiling(part), 0, 1) for part, v in zip(rec["parts"], values)]
         scores.setdefault(m, {})[d] = float(np.mean(values))
         layers.setdefault(m, {})[d] = rec["layer_names"][best]
+    run = {d for s in scores.values() for d in s}
+    run = run & set(PAPER_DATASETS) or run             # the paper's datasets run (else all); a model needs each
     for s in scores.values():
-        if all(d in s for d in PAPER_DATASETS):
-            s["Average"] = float(np.mean([s[d] for d in PAPER_DATASETS]))
+        if run <= set(s):
+            s["Average"] = float(np.mean([s[d] for d in sorted(run)]))
     return scores, layers
 
 
@@ -688,40 +685,35 @@ def bh_fdr(p):
 def bootstrap_ci(values, n_boot=10000, seed=0, level=0.95):
     """Percentile bootstrap confidence interval of the mean of values -> (low, high)."""
     values = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (n_boot, len(values)))].mean(axis=1)
+    means = values[np.random.default_rng(seed).integers(0, len(values), (n_boot, len(values)))].mean(axis=1)
     return tuple(np.quantile(means, [(1 - level) / 2, (1 + level) / 2]).tolist())
 
 
-def compare_pairs(scores, pairs, columns):
-    """Instruction tuning over pairs [(tuned, vanilla)] -> dict: one row per pair (per-column % change
-    and difference, or a note when a side was not run or the vanilla score is <= 0), "mean" per column
-    over the pairs that have it, the "headline" (mean of the per-dataset means over PAPER_DATASETS),
-    how many pairs "improved" on the Average, a Wilcoxon signed-rank p and a bootstrap 95% CI of the
-    mean Average change. A pair without a percentage on a column is left out of that column's mean."""
-    rows, changes, left_out = [], [], 0
+def compare_pairs(scores, pairs, columns, headline=PAPER_DATASETS):
+    """Instruction tuning over pairs [(tuned, vanilla)] -> dict: a row per pair (per-column % change
+    and difference, or a note when a side was not run or the vanilla score is <= 0: no percentage
+    there, left out of that mean), the "mean" of each column, the "headline" (the mean of the
+    `headline` columns' means), how many pairs "improved" on the Average, a Wilcoxon signed-rank p
+    and a bootstrap 95% CI of the mean Average change."""
+    rows, left_out = [], 0
     for tuned, vanilla in pairs:
         if tuned not in scores or vanilla not in scores:
-            missing = [m for m in (tuned, vanilla) if m not in scores]
-            rows.append({"tuned": tuned, "vanilla": vanilla, "note": f"not run: {', '.join(missing)}"})
+            missing = ", ".join(m for m in (tuned, vanilla) if m not in scores)
+            rows.append({"tuned": tuned, "vanilla": vanilla, "note": f"not run: {missing}"})
             continue
         both = [c for c in columns if c in scores[tuned] and c in scores[vanilla]]
         change = {c: float(relative_change(scores[tuned][c], scores[vanilla][c])) for c in both}
-        row = {"tuned": tuned, "vanilla": vanilla}
-        row.update({c: v for c, v in change.items() if np.isfinite(v)})
-        row.update({f"{c} diff": scores[tuned][c] - scores[vanilla][c] for c in both})
-        bad = [c for c in both if not np.isfinite(change[c])]
-        if bad:
+        row = {"tuned": tuned, "vanilla": vanilla, **{c: v for c, v in change.items() if np.isfinite(v)},
+               **{f"{c} diff": scores[tuned][c] - scores[vanilla][c] for c in both}}
+        if bad := [c for c in both if not np.isfinite(change[c])]:
             left_out += 1
             row["note"] = f"vanilla score <= 0 on {', '.join(bad)}: no relative change there"
         rows.append(row)
-        changes.append(row)
-    mean = {c: float(np.mean([r[c] for r in changes if c in r])) for c in columns
-            if any(c in r for r in changes)}
-    per_dataset = [mean[d] for d in PAPER_DATASETS if d in mean]
-    avg = [r for r in changes if "Average" in r]
+    mean = {c: float(np.mean([r[c] for r in rows if c in r])) for c in columns if any(c in r for r in rows)}
+    means = [mean[d] for d in headline if d in mean]
+    avg = [r for r in rows if "Average" in r]
     out = {"rows": rows, "mean": mean, "n_pairs": len(avg), "left_out": left_out,
-           "headline": float(np.mean(per_dataset)) if per_dataset else float("nan"),
+           "headline": float(np.mean(means)) if means else float("nan"),
            "improved": sum(r["Average"] > 0 for r in avg)}
     if len(avg) >= 2:
         import scipy.stats
@@ -737,13 +729,12 @@ def correlations(scores, info):
     models. info: {model: models.ModelInfo}. A row with fewer than 3 models is skipped."""
     import scipy.stats
     rows = []
-    for against, attr, tuned_only in (("log10(params), tuned", "params", True), ("log10(params), all", "params", False),
-                                      ("MMLU, tuned", "mmlu", True), ("BBH, tuned", "bbh", True),
-                                      ("NWP loss, tuned", "nwp_loss", True)):
+    for against, attr in (("log10(params), tuned", "params"), ("log10(params), all", "params"),
+                          ("MMLU, tuned", "mmlu"), ("BBH, tuned", "bbh"), ("NWP loss, tuned", "nwp_loss")):
         pts = []
         for m, s in scores.items():
             value = getattr(info.get(m), attr, None)
-            if "Average" in s and value is not None and np.isfinite(value) and (info[m].base or not tuned_only):
+            if "Average" in s and value is not None and np.isfinite(value) and (info[m].base or "all" in against):
                 pts.append((np.log10(value) if attr == "params" else value, s["Average"]))
         if len(pts) >= 3:
             r, p = scipy.stats.pearsonr(*np.array(pts).T)
@@ -753,9 +744,10 @@ def correlations(scores, info):
     return rows
 
 
-def paper_value(model_info, dataset):
-    """The paper's score of a model on a dataset (Table 5; Table 9 for Futrell2018), or None."""
-    if model_info is None:
+def paper_value(model_info, dataset, scores=None):
+    """The paper's score of a model on a dataset (Table 5; Table 9 for Futrell2018), or None; for the
+    Average, None unless `scores` (ours for the model) hold all three datasets the paper averaged."""
+    if model_info is None or (dataset == "Average" and not set(PAPER_DATASETS) <= set(scores or ())):
         return None
     values = dict(zip(PAPER_DATASETS + ("Average",), model_info.paper or ()))
     value = model_info.futrell if dataset == "Futrell2018" else values.get(dataset)
@@ -772,34 +764,33 @@ def tables(scores, layers, info, records, settings):
     for m in sorted(scores, key=lambda m: (_params(info.get(m)), m)):
         row = {"model": m}
         for d in columns:
-            row[d] = scores[m].get(d)
-            paper = paper_value(info.get(m), d)
+            row[d], paper = scores[m].get(d), paper_value(info.get(m), d, scores[m])
             if paper is not None and d in scores[m] and not settings.brainscore:
                 row[f"{d} paper"], row[f"{d} diff"] = paper, scores[m][d] - paper
         row["layers"] = " ".join(f"{d[0]}:{name}" for d, name in layers.get(m, {}).items())
         alignment.append(row)
     pairs = [(m, i.base) for m, i in info.items() if i.base]
+    published = {m: {d: paper_value(i, d, PAPER_DATASETS) for d in columns} for m, i in info.items()}
     comparison = []
-    paper_scores = {m: {d: paper_value(i, d) for d in columns if paper_value(i, d) is not None}
-                    for m, i in info.items()}
-    for label, source in (("ours", scores), ("paper", paper_scores)):
+    for label, source in (("ours", scores), ("the paper", published)):
+        source = {m: {d: v for d, v in s.items() if v is not None} for m, s in source.items()}
         cmp = compare_pairs(source, pairs, columns)
         if label == "ours":
             comparison += [{k: _percent(v) if k in columns else v for k, v in r.items()} for r in cmp["rows"]]
         if cmp["n_pairs"]:
             note = f"headline {cmp['headline']:+.2f}%; {cmp['improved']}/{cmp['n_pairs']} improved"
             if "wilcoxon_p" in cmp:
-                note += (f"; Wilcoxon p = {cmp['wilcoxon_p']:.3g}; 95% CI [{cmp['ci95'][0]:+.1f}%, "
-                         f"{cmp['ci95'][1]:+.1f}%]")
+                note += f"; Wilcoxon p = {cmp['wilcoxon_p']:.3g}; 95% CI [{cmp['ci95'][0]:+.1f}%, " \
+                        f"{cmp['ci95'][1]:+.1f}%]"
             if cmp["left_out"]:
                 note += f"; {cmp['left_out']} pair(s) with a vanilla score <= 0 left out"
             comparison.append({"tuned": f"mean of {cmp['n_pairs']} pairs ({label})", "vanilla": "",
                                **{c: _percent(v) for c, v in cmp["mean"].items()}, "note": note})
-    ceilings = [{"dataset": d, "published ceiling": data.ceiling(d)} for d in columns if d in data.DATASETS]
-    for row in ceilings:
-        computed = [r["ceiling"] for r in records if r["dataset"] == row["dataset"] and r["kind"] == "behaviour"]
-        if computed:
-            row["split-half ceiling of the data"] = float(np.median(computed))
+    ceilings = []
+    for d in (d for d in columns if d in data.DATASETS):
+        computed = [r["ceiling"] for r in records if r["dataset"] == d and r["kind"] == "behaviour"]
+        ceilings.append({"dataset": d, "published ceiling": data.ceiling(d),
+                         "split-half ceiling of the data": float(np.median(computed)) if computed else None})
     return {"Brain alignment per model" + (" (ceiling-normalised)" if settings.brainscore else ""): alignment,
             "Instruction tuning: tuned vs vanilla (relative change)": comparison,
             "Correlation of the Average score with model properties": correlations(scores, info),
@@ -817,10 +808,8 @@ def _percent(value):
 
 
 def _cell(value):
-    if value is None:
-        return "-"
     if not isinstance(value, float):
-        return str(value)
+        return "-" if value is None else str(value)
     if abs(value) >= 1:
         return f"{value:+.1f}"
     return f"{value:.3f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2g}"
@@ -843,25 +832,24 @@ SYNTHETIC = "SYNTHETIC: tiny random-weight models and planted responses, not rea
 def figures(records, scores, info, synthetic=False):
     """{file name: Figure} of the figures this run has data for; {} without matplotlib."""
     try:
-        from matplotlib.figure import Figure  # noqa: F401
+        import matplotlib  # noqa: F401
     except ImportError:
         print("matplotlib is not installed: no figures (pip install matplotlib)", file=sys.stderr)
         return {}
-    made = {"reproduction.png": fig_reproduction(scores, info), "tuned_vs_vanilla.png":
-            fig_tuned_vs_vanilla(scores, info), "layers.png": fig_layers(records)}
-    for fig in made.values():
-        if fig is not None and synthetic:
-            fig.text(0.5, 0.5, "SYNTHETIC", ha="center", va="center", rotation=30, fontsize=60,
-                     color="red", alpha=0.25)
-            fig.suptitle(SYNTHETIC, color="red", fontsize=9)
-    return {name: fig for name, fig in made.items() if fig is not None}
+    made = {"reproduction.png": fig_reproduction(scores, info),
+            "tuned_vs_vanilla.png": fig_tuned_vs_vanilla(scores, info), "layers.png": fig_layers(records)}
+    made = {name: fig for name, fig in made.items() if fig is not None}
+    for fig in made.values() if synthetic else ():
+        fig.text(0.5, 0.5, "SYNTHETIC", ha="center", va="center", rotation=30, fontsize=60, color="red",
+                 alpha=0.25)
+        fig.suptitle(SYNTHETIC, color="red", fontsize=9)
+    return made
 
 
-def _figure(n_panels, width, height, n_cols=None):
+def _figure(n_panels, width, height, n_cols):
     """A Figure drawn without pyplot (nothing global changes) and its n_panels axes on a grid."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    n_cols = n_cols or n_panels
     n_rows = -(-n_panels // n_cols)
     fig = Figure(figsize=(width * n_cols, height * n_rows + 0.8), layout="constrained")
     FigureCanvasAgg(fig)
@@ -876,13 +864,13 @@ def fig_reproduction(scores, info):
     open circles vanilla, filled triangles tuned. Points without a finite score are left out."""
     panels = {}
     for d in PAPER_DATASETS + ("Futrell2018", "Average"):
-        pts = [(s[d], paper_value(info.get(m), d), bool(info[m].base)) for m, s in scores.items()
-               if d in s and np.isfinite(s[d]) and paper_value(info.get(m), d) is not None]
+        pts = [(s[d], paper_value(info.get(m), d, s), bool(info[m].base)) for m, s in scores.items()
+               if np.isfinite(s.get(d, np.nan)) and paper_value(info.get(m), d, s) is not None]
         if pts:
             panels[d] = np.array(pts, dtype=float)                  # (n_models, 3): ours, paper, tuned
     if not panels:
         return None
-    fig, axes = _figure(len(panels), 3.2, 3.4, n_cols=min(len(panels), 3))
+    fig, axes = _figure(len(panels), 3.2, 3.4, min(len(panels), 3))
     for ax, (d, pts) in zip(axes, panels.items()):
         lo, hi = pts[:, :2].min() - 0.01, pts[:, :2].max() + 0.01
         ax.plot([lo, hi], [lo, hi], color="0.6", lw=0.8)
@@ -892,7 +880,7 @@ def fig_reproduction(scores, info):
                        label="tuned" if tuned else "vanilla")
         ax.set(xlim=(lo, hi), ylim=(lo, hi), aspect="equal", xlabel="ours",
                ylabel=f"paper (Table {9 if d == 'Futrell2018' else 5})")
-        ax.set_title(f"{d} (n = {len(pts)}), mean |ours - paper| = {np.abs(pts[:, 0] - pts[:, 1]).mean():.3f}",
+        ax.set_title(f"{d} (n = {len(pts)})\nmean |ours - paper| = {np.abs(pts[:, 0] - pts[:, 1]).mean():.3f}",
                      fontsize=9)
     axes[0].legend(fontsize=8)
     return fig
@@ -900,46 +888,43 @@ def fig_reproduction(scores, info):
 
 def fig_tuned_vs_vanilla(scores, info):
     """The paper's bars: each vanilla model (light) and the models tuned from it (dark), a panel per
-    dataset and the Average; a black diamond marks the paper's value."""
+    dataset and the Average; a black diamond marks the paper's value. NaN scores get no bar."""
     groups = {}
     for m in sorted(scores):
-        base = getattr(info.get(m), "base", None)
-        if base in scores:
-            groups.setdefault(base, [base]).append(m)
+        if getattr(info.get(m), "base", None) in scores:
+            groups.setdefault(info[m].base, [info[m].base]).append(m)
     if not groups:
         return None
     bars = [m for v in sorted(groups, key=lambda v: (_params(info.get(v)), v)) for m in groups[v]]
     columns = [d for d in PAPER_DATASETS + ("Futrell2018", "Average") if any(d in scores[m] for m in bars)]
-    fig, axes = _figure(len(columns), max(5.0, 0.35 * len(bars) + 2), 2.2, n_cols=1)
+    fig, axes = _figure(len(columns), max(5.0, 0.35 * len(bars) + 2), 2.2, 1)
     for ax, d in zip(axes, columns):
         for x, m in enumerate(bars):
-            value = scores[m].get(d, np.nan)
-            if np.isfinite(value):
-                ax.bar(x, value, 0.8, color="C0", alpha=0.4 if m in groups else 1.0)
-            if paper_value(info.get(m), d) is not None:
-                ax.plot(x, paper_value(info.get(m), d), "D", color="k", ms=3.5)
+            if np.isfinite(scores[m].get(d, np.nan)):
+                ax.bar(x, scores[m][d], 0.8, color="C0", alpha=0.4 if m in groups else 1.0)
+            if (paper := paper_value(info.get(m), d, scores[m])) is not None:
+                ax.plot(x, paper, "D", color="k", ms=3.5)
         ax.set_title(f"{d} (light: vanilla, dark: tuned, diamond: the paper)", loc="left", fontsize=9)
         ax.set_xticks(range(len(bars)), bars if ax is axes[-1] else [""] * len(bars), rotation=90, fontsize=8)
     return fig
 
 
 def fig_layers(records):
-    """Every layer's score against its depth, a panel per dataset part, one line per model; a star on
+    """Every layer's score against its index, a panel per dataset part, a line per model, a star on
     the layer kept. Embedding outputs are scored but never candidates (the paper counts blocks), so
-    the star can sit below the curve's highest point."""
-    curves = [(rec["model"], part, p["layers"], rec["best_layer"]) for rec in records
-              for part, p in rec["parts"].items()]
-    parts = list(dict.fromkeys(part for _, part, _, _ in curves))
+    a star can sit below its curve's highest point."""
+    curves = [(rec["model"], part, np.asarray(p["layers"], dtype=float), rec["best_layer"])
+              for rec in records for part, p in rec["parts"].items()]
+    parts = list(dict.fromkeys(c[1] for c in curves))
     if not parts:
         return None
-    fig, axes = _figure(len(parts), 3.6, 3.0, n_cols=min(len(parts), 3))
+    fig, axes = _figure(len(parts), 3.6, 3.0, min(len(parts), 3))
     for ax, part in zip(axes, parts):
         for k, (model, _, layers, best) in enumerate(c for c in curves if c[1] == part):
-            layers = np.asarray(layers, dtype=float)
             ax.plot(np.arange(len(layers)), layers, color=f"C{k % 10}", lw=1, label=model)
             ax.plot(best, layers[best], "*", color=f"C{k % 10}", ms=9)
         ax.set(title=part, xlabel="layer (0 = embeddings)", ylabel="score")
-    axes[0].legend(fontsize=7, title="star: layer kept (embeddings never)", title_fontsize=7)
+    axes[0].legend(fontsize=7, title="star: the layer kept; embeddings\nare never candidates", title_fontsize=7)
     return fig
 
 
@@ -947,19 +932,24 @@ def fig_layers(records):
 # 10. the report folder and the command line
 
 
-def check_out(out):
-    """--out must be a folder that can be written and holds nothing but an earlier report."""
+def check_out(out, run_id):
+    """--out must be a folder that can be written, holding nothing or this same run's report."""
     out = Path(out).expanduser()
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise ValueError(f"--out {out} is a file or a link; give a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
-        raise ValueError(f"--out {out} holds files that are not a brainalign report; give another folder")
-    parent = out.resolve().parent
-    if not os.access(parent if parent.exists() else Path.cwd(), os.W_OK):
-        raise ValueError(f"--out {out}: {parent} cannot be written; give another folder")
+    if out.is_dir() and any(out.iterdir()):
+        try:
+            earlier = json.loads((out / "config.json").read_text())
+        except (OSError, ValueError):
+            raise ValueError(f"--out {out} holds files that are not a brainalign report; give another folder")
+        if {k: earlier.get(k) for k in run_id} != json.loads(json.dumps(run_id)):
+            raise ValueError(f"--out {out} holds the report of another run (models {', '.join(earlier.get('models', []))}"
+                             f"; datasets, settings); give another --out, or delete {out}")
+    if not os.access(out.resolve().parent if out.resolve().parent.exists() else Path.cwd(), os.W_OK):
+        raise ValueError(f"--out {out}: {out.resolve().parent} cannot be written; give another folder")
 
 
-def write_report(out, all_tables, config, figs, banner=""):
+def write_report(out, all_tables, config, figs, synthetic=False):
     """The tables (Markdown on stdout; Markdown, CSV and JSON files), config.json and the figures,
     written into a new temporary folder that then replaces `out` whole: a crash, Ctrl-C or a full
     disk leaves the earlier report as it was and nothing half-written."""
@@ -970,7 +960,7 @@ def write_report(out, all_tables, config, figs, banner=""):
     out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp"))
-    text = [f"# {banner}\n"] if banner else []
+    text = [f"# {SYNTHETIC}\n"] if synthetic else []
     try:
         for i, (title, rows) in enumerate(all_tables.items(), 1):
             text += [f"## {i}. {title}", markdown(rows) if rows else "(too few results for this table)", ""]
@@ -984,6 +974,7 @@ def write_report(out, all_tables, config, figs, banner=""):
         (tmp / "config.json").write_text(json.dumps(config, indent=1, default=str))
         for name, fig in figs.items():
             fig.savefig(tmp / name, format="png", dpi=120)
+        check_out(out, {k: config[k] for k in ("models", "datasets", "settings")})   # again: a run at once?
         old = _unique(out.with_name(f".{out.name}.old")) if out.exists() else None
         if old:
             os.replace(out, old)
@@ -1002,70 +993,43 @@ def write_report(out, all_tables, config, figs, banner=""):
 
 
 def parse_args(argv=None):
-    """The command line -> (model names, dataset names, Settings, out). Every option is checked
-    here, before any data or model is loaded."""
+    """The command line -> (model names, dataset names, Settings, out), every option checked."""
     import argparse
     import data
-    p = argparse.ArgumentParser(
-        description="Brain alignment of language models (Aw et al., COLM 2024): every layer's activations "
-                    "linearly mapped to brain responses, cross-validated Pearson r, the best layer per "
-                    "dataset, and the instruction-tuning tables. The defaults compute what the authors' "
-                    "code computed. Rerunning a command over its cache renders its report again.",
-        epilog="With no model option: T5 v1.1 small vs Flan-T5 small.")
+    p = argparse.ArgumentParser(description="Brain alignment of language models, as Aw et al. (COLM 2024) "
+                                "computed it. A rerun over the cache renders the report again.")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--all", action="store_true", help="the paper's 25 models, and Futrell2018 too")
-    what.add_argument("--models", nargs="+", metavar="NAME", help="registry names, hub ids or model folders")
+    what.add_argument("--models", nargs="+", metavar="NAME", default=["t5-small", "flan-t5-small"],
+                      help="registry names, hub ids or model folders (default: T5 v1.1 small vs Flan-T5 small)")
     p.add_argument("--datasets", nargs="+", choices=list(data.DATASETS), help="default: the paper's three")
-    p.add_argument("--brainscore", action="store_true",
-                   help="Brain-Score 2.3.0's semantics instead of the authors' code: token_type_ids passed, "
-                        "every block's output, a float64 fit, embeddings among the candidates, "
-                        "ceiling-normalised scores")
-    p.add_argument("--layer-choice", default="dataset", choices=["dataset", "pereira"],
-                   help="dataset: each dataset's best layer (the paper's text); pereira: Blank2014 read at "
-                        "the layer chosen on Pereira2018 (the authors' registrations)")
+    p.add_argument("--brainscore", action="store_true", help="Brain-Score 2.3.0's semantics instead of the "
+                   "authors' code: token_type_ids passed, every block's output, a float64 fit, embeddings "
+                   "among the candidates, ceiling-normalised scores")
+    p.add_argument("--layer-choice", default="dataset", choices=["dataset", "pereira"], help="each dataset's "
+                   "best layer (the paper's text), or Blank2014 read at Pereira2018's (its registrations)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps, or map (device_map='auto')")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
-                   help="weights and activations (the authors ran float32)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--cache-dir", default=os.environ.get("BRAINALIGN_CACHE", "~/.cache/brainalign"),
-                   help="activations and score records (env BRAINALIGN_CACHE)")
+    p.add_argument("--cache-dir", default=os.environ.get("BRAINALIGN_CACHE", "~/.cache/brainalign"))
     p.add_argument("--data-dir", help="where the dataset files are or go (env BRAINALIGN_DATA)")
     p.add_argument("--data-file", action="append", default=[], metavar="DATASET=PATH",
-                   help="read DATASET from PATH without its checksum (another packaging of the same data); "
-                        "repeat for a dataset of several files")
+                   help="read DATASET from PATH without its checksum (another packaging of the same data)")
     p.add_argument("--out", default="results", help="folder for the tables and figures")
     args = p.parse_args(argv)
     if args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
-    names = args.models or ["t5-small", "flan-t5-small"]
-    if args.all:
-        import models
-        names = [m for m, i in models.MODELS.items() if i.in_paper]
-    if any(not m.strip() for m in names):
-        p.error("--models: an empty name; give registry names, hub ids or model folders")
-    datasets = args.datasets or list(PAPER_DATASETS) + (["Futrell2018"] if args.all else [])
+    names = [m for m, i in __import__("models").MODELS.items() if i.in_paper] if args.all else args.models
+    datasets = args.datasets or list(PAPER_DATASETS) + ["Futrell2018"] * args.all
     files = {}
     for item in args.data_file:
         name, _, path = item.partition("=")
         if name not in datasets or not path:
-            p.error(f"--data-file {item!r}: give DATASET=PATH for a dataset this run scores ({', '.join(datasets)})")
+            p.error(f"--data-file {item!r}: give DATASET=PATH for a dataset run here ({', '.join(datasets)})")
         files.setdefault(name, []).append(str(Path(path).expanduser().resolve()))
-    settings = Settings(brainscore=args.brainscore, layer_choice=args.layer_choice, device=args.device,
-                        dtype=args.dtype, batch_size=args.batch_size,
-                        cache_dir=str(Path(args.cache_dir).expanduser().resolve()), data_dir=args.data_dir,
-                        data_files=tuple((d, tuple(f)) for d, f in files.items()))
-    return names, datasets, settings, args.out
-
-
-def _writable(folder, what):
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise ValueError(f"{what} {folder} cannot be written ({err.strerror}); give another folder") from None
+    cache = Path(args.cache_dir).expanduser().resolve()
+    return names, datasets, Settings(args.brainscore, args.layer_choice, args.device, args.dtype, args.batch_size,
+                                     str(cache), args.data_dir, tuple((d, tuple(f)) for d, f in files.items())), args.out
 
 
 def main(argv=None):
@@ -1073,21 +1037,21 @@ def main(argv=None):
     import data
     import models
     try:
-        _writable(settings.cache_dir, "--cache-dir")
-        check_out(out)
+        Path(settings.cache_dir).mkdir(parents=True, exist_ok=True)
+        if not os.access(settings.cache_dir, os.W_OK):
+            raise ValueError(f"--cache-dir {settings.cache_dir} cannot be written; give another folder")
         models.check_device(settings.device)
         infos = [models.resolve(m) for m in names]
-        taken = [i.name for i in infos]
-        if len(set(taken)) < len(taken):
-            raise ValueError(f"--models names one model twice: {', '.join(taken)}")
+        if len({i.name for i in infos}) < len(infos):
+            raise ValueError(f"--models names a model twice: {', '.join(i.name for i in infos)}")
         return run(infos, datasets, settings, out)
     except (ValueError, OSError, data.DownloadError) as err:
         raise SystemExit(f"brainalign: {err}") from err
     except RuntimeError as err:
         if "out of memory" not in str(err).lower():
             raise
-        raise SystemExit("brainalign: out of memory. Try --dtype bfloat16, a smaller --batch-size, or "
-                         "--device map (needs accelerate) to spread a large model over several GPUs.") from err
+        raise SystemExit("brainalign: out of memory: try --dtype bfloat16, a smaller --batch-size, or "
+                         "--device map (needs accelerate) to spread a large model over several GPUs") from err
 
 
 if __name__ == "__main__":

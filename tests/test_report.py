@@ -13,10 +13,11 @@ models = pytest.importorskip("models")       # the registry holds the paper's pu
 def paper_scores():
     """Table 5 of the paper, read from the model registry, as {model: {dataset: score}}."""
     keys = ba.PAPER_DATASETS + ("Average",)
-    return {m: dict(zip(keys, i.paper)) for m, i in models.MODELS.items() if not i.appendix}
+    return {m: dict(zip(keys, i.paper)) for m, i in models.MODELS.items() if i.in_paper}
 
 
-PAIRS = [(m, i.base) for m, i in models.MODELS.items() if i.base and not i.appendix]
+PAIRS = [(m, i.base) for m, i in models.MODELS.items() if i.base and i.in_paper]
+COLUMNS = ba.PAPER_DATASETS + ("Average",)
 
 
 def test_registry_has_the_papers_17_pairs_and_25_models():
@@ -24,7 +25,7 @@ def test_registry_has_the_papers_17_pairs_and_25_models():
 
 
 def test_paper_table5_reproduces_the_headline_gains():
-    out = ba.compare_pairs(paper_scores(), PAIRS)
+    out = ba.compare_pairs(paper_scores(), PAIRS, COLUMNS)
     # per dataset 6.9 / 8.0 / 3.8 in the paper's text; recomputed from Table 5: 6.99 / 7.99 / 3.97
     assert out["mean"]["Pereira2018"] == pytest.approx(6.99, abs=0.005)
     assert out["mean"]["Blank2014"] == pytest.approx(7.99, abs=0.005)
@@ -37,8 +38,7 @@ def test_paper_table5_reproduces_the_headline_gains():
 
 
 def test_paper_tables_reproduce_the_correlations():
-    tuned = {m for m, _ in PAIRS}
-    rows = {r["against"]: r for r in ba.correlations(paper_scores(), models.MODELS, tuned)}
+    rows = {r["against"]: r for r in ba.correlations(paper_scores(), models.MODELS)}
     assert rows["log10(params), tuned"]["r"] == pytest.approx(0.946, abs=0.001)
     assert rows["log10(params), tuned"]["n"] == 17
     assert rows["log10(params), all"]["r"] == pytest.approx(0.920, abs=0.001)
@@ -54,7 +54,8 @@ def test_paper_tables_reproduce_the_correlations():
 def test_relative_change_and_means_by_hand():
     scores = {"a": {"X": 0.2, "Average": 0.2}, "a-tuned": {"X": 0.25, "Average": 0.25},
               "b": {"X": 0.4, "Average": 0.4}, "b-tuned": {"X": 0.38, "Average": 0.38}}
-    out = ba.compare_pairs(scores, [("a-tuned", "a"), ("b-tuned", "b"), ("c-tuned", "c")], ("X", "Average"))
+    out = ba.compare_pairs(scores, [("a-tuned", "a"), ("b-tuned", "b"), ("c-tuned", "c")], ("X", "Average"),
+                           headline=("X",))
     assert out["rows"][0]["X"] == pytest.approx(25.0) and out["rows"][1]["X"] == pytest.approx(-5.0)
     assert out["rows"][2]["note"] == "not run: c-tuned, c"
     assert out["mean"]["X"] == pytest.approx(10.0) and out["headline"] == pytest.approx(10.0)
@@ -81,7 +82,7 @@ def test_bootstrap_ci_is_deterministic_and_brackets_the_mean():
 
 def test_correlations_skip_rows_with_fewer_than_3_models():
     scores = {"flan-t5-small": {"Average": 0.15}, "flan-t5-base": {"Average": 0.16}}
-    assert ba.correlations(scores, models.MODELS, set(scores)) == []
+    assert ba.correlations(scores, models.MODELS) == []
 
 
 def test_markdown_table():
@@ -90,15 +91,24 @@ def test_markdown_table():
                                "| m | 0.123 | - | - |", "| n | - | +6.2 | 1e-08 |"]
 
 
+P243, P384 = "Pereira2018.243sentences", "Pereira2018.384sentences"
+
+
+def record(model, dataset, parts, best=1, names=("block.0", "block.1"), kind="brain"):
+    return {"model": model, "dataset": dataset, "kind": kind, "best_layer": best, "layer_names": list(names),
+            "parts": {part: {"layers": layers} for part, layers in parts.items()}}
+
+
 def test_normalisation_is_per_part_then_averaged():
-    # Pereira2018 as Brain-Score scores it: each experiment divided by its own ceiling, then averaged
-    rec = {"model": "m", "dataset": "Pereira2018", "score": 0.2, "ceiling": 0.3, "best_layer": 1,
-           "layer_names": ["block.0", "block.1"],
-           "parts": {"243": {"layers": [0.0, 0.1], "ceiling": 0.2}, "384": {"layers": [0.5, 0.3], "ceiling": 0.4}}}
-    scores, layers, ceilings = ba.collect([rec], normalize_scores=True)
-    assert scores["m"]["Pereira2018"] == pytest.approx((0.1 / 0.2 + 0.3 / 0.4) / 2)
-    assert ba.collect([rec])[0]["m"]["Pereira2018"] == 0.2 and layers["m"]["Pereira2018"] == "block.1"
-    assert np.isnan(ba.normalize(0.1, float("nan")))        # no published ceiling: no normalised score
+    # --brainscore: Pereira2018 as Brain-Score scores it, each experiment divided by its own ceiling
+    # (.35378928 and .36343748, the registry's), then averaged
+    rec = record("m", "Pereira2018", {P243: [0.0, 0.1], P384: [0.5, 0.3]})
+    scores, layers = ba.collect([rec], ba.Settings(brainscore=True))
+    assert scores["m"]["Pereira2018"] == pytest.approx((0.1 / 0.35378928 + 0.3 / 0.36343748) / 2, abs=1e-12)
+    scores, layers = ba.collect([rec], ba.Settings())
+    assert scores["m"]["Pereira2018"] == pytest.approx(0.2, abs=1e-15) and layers["m"]["Pereira2018"] == "block.1"
+    fedorenko = record("m", "Fedorenko2016", {"Fedorenko2016": [0.1, 0.2]})
+    assert np.isnan(ba.collect([fedorenko], ba.Settings(brainscore=True))[0]["m"]["Fedorenko2016"])
 
 
 # --- pinned hand cases: each number below was worked out independently of the code path it checks
@@ -111,7 +121,7 @@ HAND_PAIRS = [(m + "-t", m) for m in "abcd"]
 
 
 def test_comparison_statistics_are_pinned_for_the_seed():
-    out = ba.compare_pairs(HAND, HAND_PAIRS, ("X", "Y", "Average"))
+    out = ba.compare_pairs(HAND, HAND_PAIRS, ("X", "Y", "Average"), headline=("X", "Y"))
     assert [r["X"] for r in out["rows"]] == pytest.approx([25.0, -5.0, 30.0, -10.0])
     assert [r["Average"] for r in out["rows"]] == pytest.approx([4.0, 8.0, 20 / 3, -10 / 3])
     assert out["mean"] == pytest.approx({"X": 10.0, "Y": 145 / 12, "Average": 23 / 6})
@@ -139,7 +149,7 @@ def test_correlation_table_p_values_are_pearsons_and_fdr_corrected():
         info[m] = models.ModelInfo(m, m, "gpt2", n, 2, None)
         info[m + "-t"] = models.ModelInfo(m + "-t", m, "gpt2", n, 2, m, mmlu=0.3 + n / 1e11,
                                           bbh=[0.3, 0.2, 0.5, 0.35][len(info) // 2], nwp_loss=None)
-    rows = {r["against"]: r for r in ba.correlations(HAND, info, {m + "-t" for m in params})}
+    rows = {r["against"]: r for r in ba.correlations(HAND, info)}
     assert list(rows) == ["log10(params), tuned", "log10(params), all", "MMLU, tuned", "BBH, tuned"]
     tuned, everyone = sorted(m + "-t" for m in params), sorted(HAND)
     expect = {"log10(params), tuned": ([np.log10(info[m].params) for m in tuned], tuned),
@@ -158,23 +168,46 @@ def test_correlation_table_p_values_are_pearsons_and_fdr_corrected():
 
 
 def test_normalisation_clips_each_part_before_averaging():
-    # 0.5 / 0.4 = 1.25 is clipped to 1 before the average with 0.1 / 0.2: (1 + 0.5) / 2
-    rec = {"model": "m", "dataset": "Pereira2018", "score": 0.3, "ceiling": 0.3, "best_layer": 1,
-           "layer_names": ["embeddings", "block.0"],
-           "parts": {"243": {"layers": [0.0, 0.5], "ceiling": 0.4}, "384": {"layers": [0.9, 0.1], "ceiling": 0.2}}}
-    assert ba.collect([rec], normalize_scores=True)[0]["m"]["Pereira2018"] == pytest.approx(0.75)
+    # 0.5 / .354 = 1.41 is clipped to 1 before the average with 0.1 / .363: (1 + 0.275) / 2
+    rec = record("m", "Pereira2018", {P243: [0.0, 0.5], P384: [0.9, 0.1]})
+    got = ba.collect([rec], ba.Settings(brainscore=True))[0]["m"]["Pereira2018"]
+    assert got == pytest.approx((1 + 0.1 / 0.36343748) / 2, abs=1e-12)
+    assert ba.collect([rec], ba.Settings())[0]["m"]["Pereira2018"] == pytest.approx(0.3, abs=1e-15)
 
 
 def test_the_average_is_over_the_papers_datasets_only():
-    recs = [{"model": "m", "dataset": d, "score": s, "ceiling": 0.2, "best_layer": 0, "layer_names": ["block.0"],
-             "parts": {d: {"layers": [s], "ceiling": 0.2}}}
-            for d, s in (("Pereira2018", 0.1), ("Blank2014", 0.2), ("Wehbe2014", 0.6),
-                         ("Fedorenko2016", 0.9))]
-    scores, _, ceilings = ba.collect(recs)
-    assert scores["m"]["Average"] == pytest.approx(0.3) and set(ceilings) == {r["dataset"] for r in recs}
+    recs = [record("m", d, {d: [s]}, best=0, names=["block.0"])
+            for d, s in (("Pereira2018", 0.1), ("Blank2014", 0.2), ("Wehbe2014", 0.6), ("Fedorenko2016", 0.9))]
+    scores = ba.collect(recs, ba.Settings())[0]
+    assert scores["m"]["Average"] == pytest.approx(0.3, abs=1e-15)          # Fedorenko2016 left out
     partial = [dict(r, model="n") for r in recs[:2]]            # n has no Wehbe2014: no Average
-    assert "Average" not in ba.collect(recs + partial)[0]["n"]
-    assert ba.collect(recs[:2])[0]["m"]["Average"] == pytest.approx(0.15)   # over the datasets run
+    assert "Average" not in ba.collect(recs + partial, ba.Settings())[0]["n"]
+    two = ba.collect(recs[:2], ba.Settings())[0]["m"]
+    assert two["Average"] == pytest.approx(0.15, abs=1e-15)     # over the paper's datasets run
+    # ... but compared with the paper's Average (a mean of three) only where all three ran
+    assert ba.paper_value(models.MODELS["t5-small"], "Average", two) is None
+    assert ba.paper_value(models.MODELS["t5-small"], "Average", scores["m"]) == 0.135
+
+
+def test_layer_choice_pereira_reads_blank_at_the_pereira_layer():
+    names = ["embeddings", "block.0", "block.1"]
+    recs = [record("m", "Pereira2018", {P243: [0.1, 0.3, 0.2], P384: [0.1, 0.3, 0.2]}, best=1, names=names),
+            record("m", "Blank2014", {"Blank2014": [0.5, 0.1, 0.4]}, best=2, names=names),
+            record("m", "Wehbe2014", {"Wehbe2014": [0.0, 0.05, 0.09]}, best=2, names=names, kind="time series")]
+    scores, layers = ba.collect(recs, ba.Settings())
+    assert layers["m"] == {"Pereira2018": "block.0", "Blank2014": "block.1", "Wehbe2014": "block.1"}
+    scores, layers = ba.collect(recs, ba.Settings(layer_choice="pereira"))
+    assert layers["m"] == {"Pereira2018": "block.0", "Blank2014": "block.0", "Wehbe2014": "block.1"}
+    assert scores["m"]["Blank2014"] == 0.1                     # Wehbe2014 is not Brain-Score's: its own
+
+
+def test_a_vanilla_score_at_or_below_zero_gets_no_percentage():
+    scores = {"a": {"X": 0.0, "Average": 0.1}, "a-t": {"X": 0.1, "Average": 0.2},
+              "b": {"X": -0.1, "Average": 0.2}, "b-t": {"X": 0.1, "Average": 0.3}}
+    out = ba.compare_pairs(scores, [("a-t", "a"), ("b-t", "b")], ("X", "Average"), headline=("X",))
+    assert "X" not in out["rows"][0] and out["rows"][0]["X diff"] == pytest.approx(0.1)
+    assert "vanilla score <= 0 on X" in out["rows"][1]["note"] and out["left_out"] == 2
+    assert "X" not in out["mean"] and out["mean"]["Average"] == pytest.approx(75.0)
 
 
 def test_a_tie_is_not_an_improvement():
