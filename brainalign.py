@@ -2,15 +2,13 @@
 brainalign: how well a language model's layers linearly predict human brain responses to the same
 text (brain alignment), and the instruction-tuning comparison of Aw et al. (COLM 2024).
 
-Read it top to bottom. Lines up to "the paper's Wehbe2014 pipeline" are the whole method, numpy and
-scipy only, and can be copied alone: Brain-Score's splits -> least-squares fit -> Pearson r per
-target -> median over targets, mean over splits -> every layer -> the best layer. Then the paper's
-own pipelines for Wehbe2014 (Toneva & Wehbe's ridge on TR features) and Futrell2018 (surprisal
-against reading times), one (model, dataset) scored and cached, the tables, the figures and the
-command line. data.py loads the datasets; models.py reads the activations (torch and transformers
-are imported there only). The defaults compute what the authors' code computed (README: "What the
-paper's code did"); --brainscore gives Brain-Score 2.3.0's own semantics instead.
-Left out: xarray, sklearn, Brain-Score's run-time ceiling estimation, ROI masks, plotting styles.
+Sections 1-4 are the whole method, numpy and scipy only, and can be copied alone: Brain-Score's
+splits -> least-squares fit -> Pearson r per target -> median over targets, mean over splits ->
+every layer -> the best layer. Then the paper's pipelines for Wehbe2014 (Toneva & Wehbe's ridge)
+and Futrell2018 (surprisal against reading times), one (model, dataset) scored and cached, the
+tables, the figures and the command line. data.py loads the datasets, models.py the activations.
+The defaults are what the authors' code computed; --brainscore gives Brain-Score 2.3.0's instead.
+Left out: xarray, sklearn, Brain-Score's run-time ceiling estimation, ROI masks.
 
     python brainalign.py --all       # the paper's 25 models; rerunning it over a full cache = the report
     python tests/demo.py             # offline: tiny random models, planted responses
@@ -257,9 +255,8 @@ def zscore(x):
 
 
 def top_components(x, k):
-    """PCA as sklearn PCA(k).fit(x) -> (mean (p,), components (k, p)). Large inputs use ARPACK on the
-    k leading singular vectors: a 3,700 x 4,096 matrix then costs a few dozen matrix-vector products
-    instead of a full factorisation."""
+    """PCA as sklearn PCA(k).fit(x) -> (mean (p,), components (k, p)); large inputs by ARPACK (a few
+    dozen matrix-vector products instead of the full SVD of a 3,700 x 4,096 matrix)."""
     mean = x.mean(axis=0)
     xc = x - mean
     if min(xc.shape) <= 500:
@@ -294,8 +291,7 @@ def tr_features(word_features, ds, train, n_components=10, delays=(1, 2, 3, 4)):
 
 
 def inner_folds(n, n_splits=10):
-    """sklearn KFold(n_splits) unshuffled: contiguous validation blocks, the first n % n_splits one
-    sample longer -> [(train, validation)]."""
+    """sklearn KFold(n_splits), unshuffled: contiguous blocks, the first n % n_splits one longer."""
     if n < 2 * n_splits:
         raise ValueError(f"too few training samples for {n_splits} inner folds: n={n}")
     sizes = np.full(n_splits, n // n_splits) + (np.arange(n_splits) < n % n_splits)
@@ -304,9 +300,8 @@ def inner_folds(n, n_splits=10):
 
 
 def r2_cost(pred, real, var):
-    """1 - R^2 per column, R^2 exactly as ridge_tools.R2: 1 - mean squared error / variance (var:
-    real.var(axis=0), computed once for all penalties), through nan_to_num. A constant validation
-    column thus costs 1 if predicted exactly (0/0) and ~1.8e308 otherwise, for every penalty alike."""
+    """1 - R^2 per column, R^2 as ridge_tools.R2: 1 - MSE / var (var = real.var(axis=0)), through
+    nan_to_num: a constant column costs 1 if predicted exactly (0/0), else ~1.8e308, for any penalty."""
     resid = real - pred
     with np.errstate(divide="ignore", invalid="ignore"):
         r2 = 1.0 - (resid * resid).mean(axis=0) / var
@@ -348,12 +343,10 @@ def ridge_cv(x, y, penalties=RIDGE_PENALTIES, n_splits=10):
 
 def cross_validate_time_series(word_features, ds, chunk=20000):
     """Pearson r of every target on the test folds concatenated -> (r (n_targets,), per-fold r
-    (n_folds, n_targets)). Per fold, as run_class_time_CV_fmri_crossval_ridge (0f519a0 utils/utils.py):
-    TR features (tr_features); train and test features, and train and test responses, z-scored
-    separately (the test fold on its own statistics: Toneva's choice); the per-voxel ridge (ridge_cv).
-    The z-scored test folds and their predictions are stacked and correlated, as Aw & Toneva's
-    all_scripts/plot_pearson.py does with the saved preds_t and test_t (f341823). Targets go `chunk`
-    at a time (Wehbe2014: ~220,000 voxels of 1,211 TRs)."""
+    (n_folds, n_targets)). Per fold as run_class_time_CV_fmri_crossval_ridge (0f519a0 utils/utils.py):
+    TR features; train and test features and responses z-scored separately (the test fold on its own
+    statistics: Toneva's choice); ridge_cv. The z-scored test folds and predictions are stacked and
+    correlated, as f341823 all_scripts/plot_pearson.py does. Targets go `chunk` at a time."""
     splits = kfold_splits(ds.responses.shape[0], ds.n_folds, ds.gap)
     y = ds.responses                                                  # (n_samples, n_targets) float32
     feats = [tr_features(word_features, ds, train) for train, _ in splits]   # (n_samples, 40) each
@@ -371,9 +364,8 @@ def cross_validate_time_series(word_features, ds, chunk=20000):
 
 
 def summarize_time_series(r, per_fold, subjects):
-    """Aw & Toneva's aggregation of r (n_targets,) on the concatenated test folds -> Score: the mean
-    over each subject's voxels, then the mean over subjects (all_scripts/plot_pearson.py). per_split
-    holds each fold's mean r over all targets, for inspection only."""
+    """Aw & Toneva's aggregation of r (n_targets,) -> Score: the mean over each subject's voxels, then
+    over subjects (plot_pearson.py); per_split: each fold's mean r, for inspection only."""
     subjects = np.asarray(subjects)
     if subjects.shape != r.shape:
         raise ValueError(f"subjects has shape {subjects.shape}, expected {r.shape}")
@@ -388,8 +380,8 @@ def summarize_time_series(r, per_fold, subjects):
 
 
 def mean_reader(times):
-    """Mean reading time over subjects of times (n_words, n_subjects) -> (n_words,), skipping NaN (a
-    subject who did not read the story) as xarray's mean does. A word nobody read is an error."""
+    """Mean over subjects of times (n_words, n_subjects) -> (n_words,), skipping NaN (not read) as
+    xarray's mean does. A word nobody read is an error."""
     read = ~np.isnan(np.asarray(times, dtype=np.float64))
     if not read.any(axis=1).all():
         raise ValueError(f"{int((~read.any(axis=1)).sum())} words (the first is word "
@@ -415,10 +407,9 @@ def reading_time_r(surprisal, times, word_in_sentence):
 
 
 def split_half_ceiling(times, n_splits=10, seed=0):
-    """Brain-Score's SplitHalvesConsistency(num_splits=10, split_coordinate='subject_id') on all words:
-    per split, |r| between the mean readers of two random halves of the subjects, Spearman-Brown
-    corrected (2c / (1 + c)); the ceiling is their median.
-    times (n_words, n_subjects) -> (ceiling, corrected (n_splits,), uncorrected (n_splits,))."""
+    """Brain-Score's SplitHalvesConsistency(num_splits=10, split_coordinate='subject_id'): per split,
+    |r| between the mean readers of two random halves of the subjects, Spearman-Brown corrected
+    (2c / (1 + c)), the median -> (ceiling, corrected (n_splits,), uncorrected (n_splits,))."""
     times = np.asarray(times, dtype=np.float64)
     n = times.shape[1]
     if n < 2:
@@ -449,9 +440,9 @@ def behaviour_score(surprisal, rt):
 
 
 # -----------------------------------------------------------------------------
-# 7. one (model, dataset): activations (cached by models.py) -> every layer scored -> one record,
-# cached as JSON under a key of everything that produced it. The key needs no data and no model,
-# so a rerun over a complete cache renders the report without loading either.
+# 7. one (model, dataset): activations (cached by models.py) -> every layer scored -> one record, kept
+# as JSON under a key of everything that produced it. The key needs no data and no model, so a
+# rerun over a complete cache renders the report without loading either.
 
 PIPELINE_VERSION = 3      # bump when the scoring semantics change: older records are then recomputed
 PAPER_DATASETS = ("Pereira2018", "Blank2014", "Wehbe2014")      # the paper's Average is their mean
@@ -487,15 +478,13 @@ def record_place(info, dataset, settings, parts=None):
     if parts is None:
         data_id = data.fingerprint(dataset, settings.data_dir, files=dict(settings.data_files).get(dataset))
     else:
-        contents = [(vars(p).get("texts") or p.words, vars(p).get("responses", vars(p).get("times")).tobytes())
+        contents = [(vars(p).get("texts") or p.words, getattr(p, "responses", None), getattr(p, "times", None))
                     for p in parts]
-        data_id = {"checksum": parts[0].checksum, "contents": _hash(contents)}
-    produced = {"pipeline": PIPELINE_VERSION, "dataset": dataset, "data": data_id,
-                "brainscore": settings.brainscore,
+        data_id = {"checksum": parts[0].checksum, "contents": _hash(repr(contents))}
+    produced = {"pipeline": PIPELINE_VERSION, "dataset": dataset, "data": data_id, "brainscore": settings.brainscore,
                 "model": models.identity(info, dtype=settings.dtype, brainscore=settings.brainscore)}
-    key = _hash(produced)
     folder = "".join(c if c.isalnum() or c in "._-" else "-" for c in info.name)
-    return Path(settings.cache_dir, "scores", folder, f"{dataset}.{key}.json"), key, produced
+    return Path(settings.cache_dir, "scores", folder, f"{dataset}.{_hash(produced)}.json"), _hash(produced), produced
 
 
 def read_record(path, key, model, dataset):
@@ -505,21 +494,18 @@ def read_record(path, key, model, dataset):
         return None
     try:
         rec = json.loads(Path(path).read_text())
-        if not isinstance(rec, dict) or rec.get("key") != key or rec.get("pipeline") != PIPELINE_VERSION:
-            raise ValueError(f"it is not the record of key {key} (pipeline {PIPELINE_VERSION})")
-        if (rec["model"], rec["dataset"]) != (model, dataset):
-            raise ValueError(f"it is the record of {rec['model']} on {rec['dataset']}")
-        values = [rec["score"]] + [v for p in rec["parts"].values() for v in p["layers"]]
-        if not all(type(v) in (int, float) and -1 <= v <= 1 for v in values):
+        if (rec["key"], rec["pipeline"], rec["model"], rec["dataset"]) != (key, PIPELINE_VERSION, model, dataset):
+            raise ValueError(f"it is the record of {rec['model']} on {rec['dataset']}, pipeline {rec['pipeline']}")
+        if not all(type(v) in (int, float) and -1 <= v <= 1
+                   for v in [rec["score"]] + [v for p in rec["parts"].values() for v in p["layers"]]):
             raise ValueError("a score is not a number in [-1, 1]")
         if rec["parts"] and not 0 <= rec["best_layer"] < len(rec["layer_names"]) == len(rec["layers"]):
             raise ValueError(f"its best layer {rec['best_layer']} is not one of its {len(rec['layers'])}")
+        return rec
     except (OSError, ValueError, KeyError, TypeError) as err:
         aside = _unique(Path(f"{path}.corrupt"))
         os.replace(path, aside)
         warnings.warn(f"score record {path} skipped ({err}); moved aside to {aside.name}, recomputing")
-        return None
-    return rec
 
 
 def run_one(info, parts, settings):
@@ -531,8 +517,8 @@ def run_one(info, parts, settings):
     options = {"device": settings.device, "dtype": settings.dtype, "batch_size": settings.batch_size,
                "cache_dir": settings.cache_dir}
     if isinstance(parts[0], data.ReadingTimes):                            # behaviour: no layers, no fit
-        bits = models.surprisal(source, parts[0].words, **options)
-        return {"kind": "behaviour", "parts": {}, **behaviour_score(bits, parts[0])}
+        return {"kind": "behaviour", "parts": {},
+                **behaviour_score(models.surprisal(source, parts[0].words, **options), parts[0])}
     names, results = models.layer_names(source, brainscore=settings.brainscore), {}
     for ds in parts:
         if ds.word_tr is not None:              # a time series (Wehbe2014): Toneva & Wehbe's pipeline
@@ -555,9 +541,8 @@ def run_one(info, parts, settings):
 def write_atomic(path, text):
     """Write text to path through a temporary file, flushed to disk, and a rename: never a
     half-written file, even after a crash; a link at path is replaced, never followed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp{os.getpid()}")
     try:
         with open(tmp, "w") as f:
             f.write(text)
@@ -572,8 +557,7 @@ def _unique(path):
     """path, else path.1, path.2, ...: the first name not taken (nothing moved aside is overwritten)."""
     k, candidate = 0, Path(path)
     while candidate.exists():
-        k += 1
-        candidate = Path(f"{path}.{k}")
+        k, candidate = k + 1, Path(f"{path}.{k + 1}")
     return candidate
 
 
@@ -584,32 +568,30 @@ def run(infos, datasets, settings, out, loaded=None):
     Every record's place is known before anything loads; the datasets still needed are all loaded
     before the first model, and one error names every dataset that cannot be had."""
     import data
-    loaded, places, errors = dict(loaded or {}), {}, []
-    numbers = ("brainscore", "layer_choice", "dtype", "data_files")          # what the report's numbers depend on
-    run_id = {"models": [i.name for i in infos], "datasets": list(datasets),
-              "settings": {k: getattr(settings, k) for k in numbers}}
+    loaded, places, errors = dict(loaded or {}), {}, {}
+    run_id = {"models": [i.name for i in infos], "datasets": list(datasets), "settings": {
+        k: getattr(settings, k) for k in ("brainscore", "layer_choice", "dtype", "data_files")}}  # what sets the numbers
     check_out(out, run_id)
     for d in datasets:
         try:
             places.update({(i.name, d): record_place(i, d, settings, loaded.get(d)) for i in infos})
         except (data.DownloadError, ValueError) as err:
-            errors.append(f"{d}: {err}")
+            errors[d] = err
     records = {job: read_record(path, key, *job) for job, (path, key, _) in places.items()}
     for d in dict.fromkeys(d for (_, d), rec in records.items() if rec is None and d not in loaded):
         try:
             loaded[d] = data.load(d, settings.data_dir, files=dict(settings.data_files).get(d))
         except (data.DownloadError, ValueError) as err:
-            errors.append(f"{d}: {err}")
+            errors[d] = err
     if errors:
-        raise data.DownloadError("\n\n".join(errors))
+        raise data.DownloadError("\n\n".join(f"{d}: {errors[d]}" for d in datasets if d in errors))
     for info in infos:
         for d in datasets:
-            path, key, produced = places[info.name, d]
-            if records[info.name, d] is None:
-                records[info.name, d] = {"model": info.name, "dataset": d, "key": key, "pipeline": PIPELINE_VERSION,
-                                         "produced": produced, **run_one(info, loaded[d], settings)}
-                write_atomic(path, json.dumps(records[info.name, d], indent=1))
-            rec = records[info.name, d]
+            (path, key, produced), rec = places[info.name, d], records[info.name, d]
+            if rec is None:
+                rec = records[info.name, d] = {"model": info.name, "dataset": d, "key": key, "produced": produced,
+                                               "pipeline": PIPELINE_VERSION, **run_one(info, loaded[d], settings)}
+                write_atomic(path, json.dumps(rec, indent=1))
             layer = f", layer {rec['layer_names'][rec['best_layer']]}" if rec["parts"] else ""
             print(f"{info.name} | {d}: {rec['score']:.4f}{layer}", flush=True)
     records = list(records.values())
@@ -617,8 +599,9 @@ def run(infos, datasets, settings, out, loaded=None):
     info = {i.name: i for i in infos}
     scores, layers = collect(records, settings)
     all_tables = tables(scores, layers, info, records, settings)
-    config = {**run_id, "all settings": vars(settings), "pipeline": PIPELINE_VERSION, "synthetic": synthetic, "split_seed": 1,
-              "bootstrap_seed": 0, "records": {f"{r['model']} | {r['dataset']}": r["key"] for r in records},
+    config = {**run_id, "all settings": vars(settings), "pipeline": PIPELINE_VERSION, "synthetic": synthetic,
+              "split_seed": 1, "bootstrap_seed": 0, "records": {f"{r['model']} | {r['dataset']}": r["key"]
+                                                               for r in records},
               "versions": {m: getattr(sys.modules.get(m), "__version__", None)
                            for m in ("numpy", "scipy", "torch", "transformers")}}
     write_report(out, all_tables, config, figures(records, scores, info, synthetic), synthetic)
@@ -635,18 +618,18 @@ def collect(records, settings):
     chosen on Pereira2018, as the authors registered one layer per model ("layer assignment based
     on choosing the maximally scoring layer on Pereira2018-encoding", brain-score/language f9a403e
     models/t5/__init__.py, 91c88b1 models/llama/__init__.py). --brainscore: each part divided by its
-    ceiling and clipped to [0, 1], then averaged (Brain-Score's ceiling_normalize); the behavioural
-    score by the ceiling computed from the data."""
+    ceiling and clipped to [0, 1], then averaged (Brain-Score's ceiling_normalize); behaviour by the
+    ceiling computed from the data."""
     import data
     scores, layers = {}, {}
     pereira = {r["model"]: r for r in records if r["dataset"] == "Pereira2018"}
     for rec in records:
-        m, d = rec["model"], rec["dataset"]
+        m, d, ref = rec["model"], rec["dataset"], pereira.get(rec["model"])
         if rec["kind"] == "behaviour":
-            ceiling = rec["ceiling"] if settings.brainscore else 1.0
-            scores.setdefault(m, {})[d] = float(np.clip(rec["score"] / ceiling, 0, 1))
+            scores.setdefault(m, {})[d] = float(np.clip(rec["score"] / (rec["ceiling"] if settings.brainscore
+                                                                        else 1.0), 0, 1))
             continue
-        best, ref = rec["best_layer"], pereira.get(m)
+        best = rec["best_layer"]
         if settings.layer_choice == "pereira" and ref and rec["kind"] == "brain" \
                 and ref["layer_names"] == rec["layer_names"]:
             best = ref["best_layer"]
@@ -656,7 +639,7 @@ def collect(records, settings):
         scores.setdefault(m, {})[d] = float(np.mean(values))
         layers.setdefault(m, {})[d] = rec["layer_names"][best]
     run = {d for s in scores.values() for d in s}
-    run = run & set(PAPER_DATASETS) or run             # the paper's datasets run (else all); a model needs each
+    run = run & set(PAPER_DATASETS) or run           # the paper's datasets run (else all); a model needs each
     for s in scores.values():
         if run <= set(s):
             s["Average"] = float(np.mean([s[d] for d in sorted(run)]))
@@ -703,15 +686,13 @@ def compare_pairs(scores, pairs, columns, headline=PAPER_DATASETS):
             continue
         both = [c for c in columns if c in scores[tuned] and c in scores[vanilla]]
         change = {c: float(relative_change(scores[tuned][c], scores[vanilla][c])) for c in both}
-        row = {"tuned": tuned, "vanilla": vanilla, **{c: v for c, v in change.items() if np.isfinite(v)},
-               **{f"{c} diff": scores[tuned][c] - scores[vanilla][c] for c in both}}
+        rows.append({"tuned": tuned, "vanilla": vanilla, **{c: v for c, v in change.items() if np.isfinite(v)},
+                     **{f"{c} diff": scores[tuned][c] - scores[vanilla][c] for c in both}})
         if bad := [c for c in both if not np.isfinite(change[c])]:
             left_out += 1
-            row["note"] = f"vanilla score <= 0 on {', '.join(bad)}: no relative change there"
-        rows.append(row)
+            rows[-1]["note"] = f"vanilla score <= 0 on {', '.join(bad)}: no relative change there"
     mean = {c: float(np.mean([r[c] for r in rows if c in r])) for c in columns if any(c in r for r in rows)}
-    means = [mean[d] for d in headline if d in mean]
-    avg = [r for r in rows if "Average" in r]
+    means, avg = [mean[d] for d in headline if d in mean], [r for r in rows if "Average" in r]
     out = {"rows": rows, "mean": mean, "n_pairs": len(avg), "left_out": left_out,
            "headline": float(np.mean(means)) if means else float("nan"),
            "improved": sum(r["Average"] > 0 for r in avg)}
@@ -731,11 +712,10 @@ def correlations(scores, info):
     rows = []
     for against, attr in (("log10(params), tuned", "params"), ("log10(params), all", "params"),
                           ("MMLU, tuned", "mmlu"), ("BBH, tuned", "bbh"), ("NWP loss, tuned", "nwp_loss")):
-        pts = []
-        for m, s in scores.items():
-            value = getattr(info.get(m), attr, None)
-            if "Average" in s and value is not None and np.isfinite(value) and (info[m].base or "all" in against):
-                pts.append((np.log10(value) if attr == "params" else value, s["Average"]))
+        pts = [(getattr(info.get(m), attr, None), s.get("Average")) for m, s in scores.items()
+               if info.get(m) and (info[m].base or "all" in against)]
+        pts = [(np.log10(x) if attr == "params" else x, y) for x, y in pts
+               if x is not None and y is not None and np.isfinite(x)]
         if len(pts) >= 3:
             r, p = scipy.stats.pearsonr(*np.array(pts).T)
             rows.append({"against": against, "n": len(pts), "r": float(r), "p": float(p)})
@@ -762,19 +742,18 @@ def tables(scores, layers, info, records, settings):
     columns += ["Average"] if any("Average" in s for s in scores.values()) else []
     alignment = []
     for m in sorted(scores, key=lambda m: (_params(info.get(m)), m)):
-        row = {"model": m}
+        alignment.append({"model": m})
         for d in columns:
-            row[d], paper = scores[m].get(d), paper_value(info.get(m), d, scores[m])
+            alignment[-1][d], paper = scores[m].get(d), paper_value(info.get(m), d, scores[m])
             if paper is not None and d in scores[m] and not settings.brainscore:
-                row[f"{d} paper"], row[f"{d} diff"] = paper, scores[m][d] - paper
-        row["layers"] = " ".join(f"{d[0]}:{name}" for d, name in layers.get(m, {}).items())
-        alignment.append(row)
+                alignment[-1] |= {f"{d} paper": paper, f"{d} diff": scores[m][d] - paper}
+        alignment[-1]["layers"] = " ".join(f"{d[0]}:{name}" for d, name in layers.get(m, {}).items())
     pairs = [(m, i.base) for m, i in info.items() if i.base]
     published = {m: {d: paper_value(i, d, PAPER_DATASETS) for d in columns} for m, i in info.items()}
     comparison = []
     for label, source in (("ours", scores), ("the paper", published)):
-        source = {m: {d: v for d, v in s.items() if v is not None} for m, s in source.items()}
-        cmp = compare_pairs(source, pairs, columns)
+        cmp = compare_pairs({m: {d: v for d, v in s.items() if v is not None} for m, s in source.items()},
+                            pairs, columns)
         if label == "ours":
             comparison += [{k: _percent(v) if k in columns else v for k, v in r.items()} for r in cmp["rows"]]
         if cmp["n_pairs"]:
@@ -782,15 +761,14 @@ def tables(scores, layers, info, records, settings):
             if "wilcoxon_p" in cmp:
                 note += f"; Wilcoxon p = {cmp['wilcoxon_p']:.3g}; 95% CI [{cmp['ci95'][0]:+.1f}%, " \
                         f"{cmp['ci95'][1]:+.1f}%]"
-            if cmp["left_out"]:
-                note += f"; {cmp['left_out']} pair(s) with a vanilla score <= 0 left out"
             comparison.append({"tuned": f"mean of {cmp['n_pairs']} pairs ({label})", "vanilla": "",
-                               **{c: _percent(v) for c, v in cmp["mean"].items()}, "note": note})
-    ceilings = []
-    for d in (d for d in columns if d in data.DATASETS):
-        computed = [r["ceiling"] for r in records if r["dataset"] == d and r["kind"] == "behaviour"]
-        ceilings.append({"dataset": d, "published ceiling": data.ceiling(d),
-                         "split-half ceiling of the data": float(np.median(computed)) if computed else None})
+                               **{c: _percent(v) for c, v in cmp["mean"].items()},
+                               "note": note + f"; {cmp['left_out']} pair(s) with a vanilla score <= 0"})
+    ceilings = [{"dataset": d, "published ceiling": data.ceiling(d), "split-half ceiling of the data": None}
+                for d in columns if d in data.DATASETS]
+    for row in ceilings:
+        computed = [r["ceiling"] for r in records if r["dataset"] == row["dataset"] and r["kind"] == "behaviour"]
+        row["split-half ceiling of the data"] = float(np.median(computed)) if computed else None
     return {"Brain alignment per model" + (" (ceiling-normalised)" if settings.brainscore else ""): alignment,
             "Instruction tuning: tuned vs vanilla (relative change)": comparison,
             "Correlation of the Average score with model properties": correlations(scores, info),
@@ -840,8 +818,7 @@ def figures(records, scores, info, synthetic=False):
             "tuned_vs_vanilla.png": fig_tuned_vs_vanilla(scores, info), "layers.png": fig_layers(records)}
     made = {name: fig for name, fig in made.items() if fig is not None}
     for fig in made.values() if synthetic else ():
-        fig.text(0.5, 0.5, "SYNTHETIC", ha="center", va="center", rotation=30, fontsize=60, color="red",
-                 alpha=0.25)
+        fig.text(0.5, 0.5, "SYNTHETIC", ha="center", va="center", rotation=30, fontsize=60, color="red", alpha=0.25)
         fig.suptitle(SYNTHETIC, color="red", fontsize=9)
     return made
 
@@ -875,8 +852,7 @@ def fig_reproduction(scores, info):
         lo, hi = pts[:, :2].min() - 0.01, pts[:, :2].max() + 0.01
         ax.plot([lo, hi], [lo, hi], color="0.6", lw=0.8)
         for tuned, marker, face in ((0, "o", "none"), (1, "^", "C0")):
-            sel = pts[:, 2] == tuned
-            ax.scatter(pts[sel, 0], pts[sel, 1], marker=marker, facecolors=face, edgecolors="C0",
+            ax.scatter(*pts[pts[:, 2] == tuned, :2].T, marker=marker, facecolors=face, edgecolors="C0",
                        label="tuned" if tuned else "vanilla")
         ax.set(xlim=(lo, hi), ylim=(lo, hi), aspect="equal", xlabel="ours",
                ylabel=f"paper (Table {9 if d == 'Futrell2018' else 5})")
@@ -893,10 +869,10 @@ def fig_tuned_vs_vanilla(scores, info):
     for m in sorted(scores):
         if getattr(info.get(m), "base", None) in scores:
             groups.setdefault(info[m].base, [info[m].base]).append(m)
-    if not groups:
-        return None
     bars = [m for v in sorted(groups, key=lambda v: (_params(info.get(v)), v)) for m in groups[v]]
     columns = [d for d in PAPER_DATASETS + ("Futrell2018", "Average") if any(d in scores[m] for m in bars)]
+    if not columns:
+        return None
     fig, axes = _figure(len(columns), max(5.0, 0.35 * len(bars) + 2), 2.2, 1)
     for ax, d in zip(axes, columns):
         for x, m in enumerate(bars):
@@ -943,8 +919,8 @@ def check_out(out, run_id):
         except (OSError, ValueError):
             raise ValueError(f"--out {out} holds files that are not a brainalign report; give another folder")
         if {k: earlier.get(k) for k in run_id} != json.loads(json.dumps(run_id)):
-            raise ValueError(f"--out {out} holds the report of another run (models {', '.join(earlier.get('models', []))}"
-                             f"; datasets, settings); give another --out, or delete {out}")
+            raise ValueError(f"--out {out} holds the report of another run (models "
+                             f"{', '.join(earlier.get('models', []))}; ...); give another --out, or delete it")
     if not os.access(out.resolve().parent if out.resolve().parent.exists() else Path.cwd(), os.W_OK):
         raise ValueError(f"--out {out}: {out.resolve().parent} cannot be written; give another folder")
 
@@ -954,7 +930,6 @@ def write_report(out, all_tables, config, figs, synthetic=False):
     written into a new temporary folder that then replaces `out` whole: a crash, Ctrl-C or a full
     disk leaves the earlier report as it was and nothing half-written."""
     import csv
-    import io
     import shutil
     import tempfile
     out = Path(out).expanduser()
@@ -965,28 +940,20 @@ def write_report(out, all_tables, config, figs, synthetic=False):
         for i, (title, rows) in enumerate(all_tables.items(), 1):
             text += [f"## {i}. {title}", markdown(rows) if rows else "(too few results for this table)", ""]
             (tmp / f"table{i}.json").write_text(json.dumps({"title": title, "rows": rows}, indent=1))
-            buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, list(dict.fromkeys(k for r in rows for k in r)))
-            writer.writeheader()
-            writer.writerows(rows)
-            (tmp / f"table{i}.csv").write_text(buffer.getvalue())
+            with open(tmp / f"table{i}.csv", "w", newline="") as f:
+                writer = csv.DictWriter(f, list(dict.fromkeys(k for r in rows for k in r)))
+                writer.writeheader()
+                writer.writerows(rows)
         (tmp / "tables.md").write_text("\n".join(text))
         (tmp / "config.json").write_text(json.dumps(config, indent=1, default=str))
         for name, fig in figs.items():
             fig.savefig(tmp / name, format="png", dpi=120)
         check_out(out, {k: config[k] for k in ("models", "datasets", "settings")})   # again: a run at once?
-        old = _unique(out.with_name(f".{out.name}.old")) if out.exists() else None
-        if old:
-            os.replace(out, old)
-        try:
-            os.replace(tmp, out)
-        except OSError:
-            if old:
-                os.replace(old, out)
-            raise ValueError(f"--out {out} was written by another run meanwhile; rerun this command to "
-                             "write its report (every score is cached)") from None
-        if old:
-            shutil.rmtree(old)
+        old = _unique(out.with_name(f".{out.name}.old"))
+        if out.exists():
+            os.replace(out, old)                 # this run's own earlier report: it goes only once we are done
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("\n".join(text))
@@ -1019,7 +986,10 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
-    names = [m for m, i in __import__("models").MODELS.items() if i.in_paper] if args.all else args.models
+    names = args.models
+    if args.all:
+        import models
+        names = [m for m, i in models.MODELS.items() if i.in_paper]
     datasets = args.datasets or list(PAPER_DATASETS) + ["Futrell2018"] * args.all
     files = {}
     for item in args.data_file:
@@ -1027,9 +997,10 @@ def parse_args(argv=None):
         if name not in datasets or not path:
             p.error(f"--data-file {item!r}: give DATASET=PATH for a dataset run here ({', '.join(datasets)})")
         files.setdefault(name, []).append(str(Path(path).expanduser().resolve()))
-    cache = Path(args.cache_dir).expanduser().resolve()
-    return names, datasets, Settings(args.brainscore, args.layer_choice, args.device, args.dtype, args.batch_size,
-                                     str(cache), args.data_dir, tuple((d, tuple(f)) for d, f in files.items())), args.out
+    settings = Settings(args.brainscore, args.layer_choice, args.device, args.dtype, args.batch_size,
+                        str(Path(args.cache_dir).expanduser().resolve()), args.data_dir,
+                        tuple((d, tuple(f)) for d, f in files.items()))
+    return names, datasets, settings, args.out
 
 
 def main(argv=None):

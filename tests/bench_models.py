@@ -1,13 +1,21 @@
-"""Benchmark: one forward pass per context group vs one per prefix (Brain-Score's way), same activations.
+"""Benchmark: models.extract's one forward pass per context group vs one per prefix (Brain-Score's way).
 
-Times models.extract over the real Pereira2018 384 sentences (96 passages x 4 sentences) and the
-Blank2014 stories (8 stories, 1,317 TR fragments) with a small random-weight GPT-2-style model
-(4 blocks, width 256, 2048 positions) whose word-level tokenizer covers the texts. Prints seconds,
-tokens per second (tokens the forward passes process, padding excluded), the speed-up and the max
-abs difference between the two ways. Each timing includes loading the model and tokenizing, as a
-user sees it. About 2 minutes on 2 CPU cores, most of it the per-prefix way on Blank2014 (--stories N
-times only the first N stories). Needs ../shared/data/stimuli. Not a test (no test_ prefix).
-Leaves out: real weights and GPUs; the ratio is what matters, and it grows with the group length.
+Times models.extract over the real Pereira2018 384 sentences (96 passages x 4 sentences) and the Blank2014
+stories (8 stories, 1,317 TR fragments) with a small random-weight GPT-2-style model (4 blocks, width 256,
+2048 positions) whose word-level tokenizer covers the texts. "Per prefix" gives extract every stimulus's
+Brain-Score context as a group of its own, so each runs as its own sequence, batched or one at a time.
+Prints seconds, tokens per second (tokens the forward passes process, padding excluded), the speed-up and
+the max abs difference between the two ways. Each timing includes loading the model (when another was
+held) and tokenizing, as a user sees it. Not a test (no test_ prefix). Needs ../shared/data/stimuli.
+
+Measured (2-core shared CPU, one pass per group vs per prefix):
+| dataset | one pass per group | per prefix, batch 8 | per prefix, batch 1 (Brain-Score's way) | max abs diff |
+| Pereira2018 384 sentences (96 passages x 4) | 0.43 s | 2.2x slower | 5.2x slower | 7e-05 (float32 rounding) |
+| Blank2014, 8 stories, 1,317 TR fragments | 2.49 s | 35x slower | not timed | 1e-04 |
+For 4-sentence passages one pass processes at most 2.5x fewer tokens than a batched per-prefix run; that
+ratio bounds the speed-up, which grows with the group's length. About 2 minutes, most of it the per-prefix
+way on Blank2014 (--stories N times only the first N stories).
+Leaves out: real weights and GPUs; the ratio is what matters.
 Run: python tests/bench_models.py [--stories 8]
 """
 import argparse
@@ -23,6 +31,7 @@ from transformers import AutoTokenizer
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import models  # noqa: E402
+from tiny import make_tiny_model  # noqa: E402
 
 STIMULI = ROOT.parent / "shared" / "data" / "stimuli"
 
@@ -38,12 +47,17 @@ def blank(n_stories=8):
     return [t for s in names for t in stories[s]], [s for s in names for _ in stories[s]]
 
 
-def n_tokens(model_dir, texts, groups, one_pass):
+def per_prefix(texts, groups):
+    """Every stimulus's Brain-Score context as a group of its own: one forward pass per prefix."""
+    contexts, _ = models._contexts(texts, groups, 0)
+    return contexts, [str(i) for i in range(len(contexts))]
+
+
+def n_tokens(model_dir, texts, groups):
     """Tokens the forward passes process (sum of sequence lengths, padding excluded)."""
     tok = AutoTokenizer.from_pretrained(model_dir)
     tok.truncation_side = "left"
-    contexts, chains = models._contexts(texts, groups, 0)
-    return sum(len(ids) for ids, _ in models._plan(tok, "causal", contexts, chains, 2048, one_pass))
+    return sum(len(ids) for ids, _ in models._plan(tok, "causal", *models._contexts(texts, groups, 0), 2048))
 
 
 def timed(model_dir, texts, groups, repeat=1, **kw):
@@ -51,7 +65,7 @@ def timed(model_dir, texts, groups, repeat=1, **kw):
     best = float("inf")
     for _ in range(repeat):
         t = time.perf_counter()
-        acts = models.extract(model_dir, texts, groups, progress=False, **kw)
+        acts = models.extract(model_dir, texts, groups, progress=False, device="cpu", **kw)
         best = min(best, time.perf_counter() - t)
     return acts, best
 
@@ -62,15 +76,16 @@ def line(label, seconds, tokens):
 
 def compare(model_dir, name, texts, groups, batch_size, repeat, batch1=False):
     print(f"\n{name}: {len(texts)} stimuli in {len(set(groups))} groups")
+    prefixes = per_prefix(texts, groups)
     one, t_one = timed(model_dir, texts, groups, repeat, batch_size=batch_size)
-    per, t_per = timed(model_dir, texts, groups, repeat, batch_size=batch_size, one_pass=False)
-    tok_one, tok_per = n_tokens(model_dir, texts, groups, True), n_tokens(model_dir, texts, groups, False)
+    per, t_per = timed(model_dir, *prefixes, repeat, batch_size=batch_size)
+    tok_one, tok_per = n_tokens(model_dir, texts, groups), n_tokens(model_dir, *prefixes)
     line(f"one pass per group (batch {batch_size})", t_one, tok_one)
     line(f"one pass per prefix (batch {batch_size})", t_per, tok_per)
     print(f"  speed-up {t_per / t_one:.1f}x (tokens {tok_per / tok_one:.1f}x)   max |diff| "
           f"{np.abs(one - per).max():.1e} (max |activation| {np.abs(one).max():.0f})")
     if batch1:  # Brain-Score itself runs one prefix at a time
-        per1, t_per1 = timed(model_dir, texts, groups, repeat, batch_size=1, one_pass=False)
+        per1, t_per1 = timed(model_dir, *prefixes, repeat, batch_size=1)
         line("one pass per prefix (batch 1)", t_per1, tok_per)
         print(f"  speed-up {t_per1 / t_one:.1f}x   max |diff| {np.abs(one - per1).max():.1e} (float noise: "
               f"per prefix batch 1 vs {batch_size} differ by {np.abs(per - per1).max():.1e})")
@@ -87,8 +102,8 @@ def main():
         sys.exit(f"needs the stimulus texts in {STIMULI}")
     (p_texts, p_groups), (b_texts, b_groups) = pereira(), blank(args.stories)
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = str(models.make_tiny_model("gpt2", tmp, p_texts + b_texts, n_layers=args.layers,
-                                               width=args.width, max_positions=2048))
+        model_dir = str(make_tiny_model("gpt2", tmp, p_texts + b_texts, n_layers=args.layers, width=args.width,
+                                        max_positions=2048))
         print(f"random GPT-2-style model: {args.layers} blocks, width {args.width}, 2048 positions")
         timed(model_dir, p_texts[:8], p_groups[:8])  # warm-up
         compare(model_dir, "Pereira2018.384sentences (best of 3)", p_texts, p_groups, args.batch_size, 3, True)

@@ -1,120 +1,136 @@
-"""The command line end to end: --demo in a subprocess (tables, files, the planted signal), a run
-killed after its first (model, dataset) resuming without recomputing it, and --report rendering a
-cache written by another process without loading any model."""
+"""The command line: the offline demo end to end in a subprocess (tables, files, figures, the planted
+signal, the SYNTHETIC marks), and every bad option or input refused with one line that says what to
+do, before any data or model is loaded."""
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import brainalign as ba
+import data
+
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
-def cli(*args, **kw):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "brainalign.py"), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300, **kw)
+def run(*args, script="brainalign.py"):
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT, env=ENV, capture_output=True,
+                          text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
+def demo(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("demo")
-    proc = cli("--demo", "--cache-dir", str(tmp / "cache"), "--out", str(tmp / "out"))
+    proc = run("--cache-dir", str(tmp / "cache"), "--out", str(tmp / "out"), script="tests/demo.py")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp, proc.stdout
 
 
-def test_demo_prints_and_writes_every_table(demo_run):
-    tmp, out = demo_run
-    assert "SYNTHETIC DEMO" in out
-    lines = [ln for ln in out.splitlines() if ln.startswith("demo-") and " | " in ln]
-    assert len(lines) == 18 and not any("ceiling" in ln for ln in lines)   # planted: no real ceiling
+def test_demo_prints_and_writes_every_table_marked_synthetic(demo):
+    tmp, out = demo
+    assert out.splitlines()[18].startswith("# SYNTHETIC")          # after the 18 (model, dataset) lines
+    assert len([ln for ln in out.splitlines() if re.match(r"demo-\d+(-tuned)? \| \w+: ", ln)]) == 18
     for title in ("Brain alignment per model", "Instruction tuning", "Correlation", "Noise ceilings"):
         assert title in out
     files = {p.name for p in (tmp / "out").iterdir()}
-    assert {"tables.md", "config.json", "table1.csv", "table1.json", "table2.csv"} <= files
+    assert {"tables.md", "config.json", "table1.csv", "table1.json", "table2.csv", "table4.json"} <= files
     if importlib.util.find_spec("matplotlib"):
-        assert {"tuned_vs_vanilla.png", "alignment_vs_size_mmlu_bbh.png", "layers.png"} <= files
+        assert {"tuned_vs_vanilla.png", "layers.png"} <= files and "reproduction.png" not in files  # no paper value
     config = json.loads((tmp / "out" / "config.json").read_text())
-    assert config["split_seed"] == 1 and config["versions"]["numpy"]
+    assert config["synthetic"] is True and config["split_seed"] == 1 and config["versions"]["numpy"]
 
 
-def test_demo_recovers_the_planted_signal(demo_run):
-    tmp, _ = demo_run
+def test_demo_recovers_the_planted_signal(demo):
+    tmp, _ = demo
     rows = {r["model"]: r for r in json.loads((tmp / "out" / "table1.json").read_text())["rows"]}
     assert len(rows) == 6
-    for width in (16, 32, 64):             # every tuned analog beats its vanilla twin on average
-        # (measured by 0.073, 0.044 and 0.076)
+    for width in (16, 32, 64):             # every tuned model beats its vanilla twin on average
         assert rows[f"demo-{width}-tuned"]["Average"] > rows[f"demo-{width}"]["Average"] + 0.04
     comparison = json.loads((tmp / "out" / "table2.json").read_text())["rows"]
-    assert comparison[-1]["tuned"] == "mean of 3 pairs" and "3/3 improved" in comparison[-1]["note"]
+    assert comparison[-1]["tuned"] == "mean of 3 pairs (ours)" and "3/3 improved" in comparison[-1]["note"]
     correlations = json.loads((tmp / "out" / "table3.json").read_text())["rows"]
     assert [r["against"] for r in correlations] == ["log10(params), tuned", "log10(params), all"]
 
 
-def test_report_renders_a_cache_written_by_another_process(demo_run, tmp_path, monkeypatch, capsys):
-    import brainalign as ba
-    import models
-
-    def no_model(*args, **kwargs):
-        raise AssertionError("--report loaded a model")
-    monkeypatch.setattr(models, "_load", no_model)
-    monkeypatch.setattr(models, "extract", no_model)
-    tmp, _ = demo_run
-    tables = ba.main(["--report", "--cache-dir", str(tmp / "cache" / "demo"), "--out", str(tmp_path)])
-    out = capsys.readouterr().out
-    assert "| demo-64-tuned | demo-64 |" in out                          # the pair, from the records
-    assert out.startswith("# SYNTHETIC DEMO")                            # the records say what they hold
-    written = json.loads((tmp / "out" / "table1.json").read_text())["rows"]
-    assert list(tables.values())[0] == written                         # the demo's own numbers
-    assert (tmp_path / "table2.csv").exists()
+def test_demo_rerun_finds_every_record(demo):
+    tmp, first = demo
+    proc = run("--cache-dir", str(tmp / "cache"), "--out", str(tmp / "out"), script="tests/demo.py")
+    assert proc.returncode == 0 and proc.stdout == first
 
 
-def test_a_killed_run_resumes_without_recomputing(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    args = [sys.executable, str(ROOT / "brainalign.py"), "--demo", "--cache-dir", str(tmp_path),
-            "--out", str(tmp_path / "out")]
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    first = proc.stdout.readline()                 # the first finished (model, dataset)
-    proc.kill()
-    proc.wait()
-    assert first.startswith("demo-16 | Pereira2018")
-    leftovers = [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
-    assert not leftovers
-    rerun = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    lines = [ln for ln in rerun.stdout.splitlines() if " | " in ln and "[cached]" in ln]
-    assert lines[0] == first.strip() + " [cached]" and len(lines) < 6   # the rest recomputed
+def fails(argv, match, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        ba.main(argv)
+    message = str(exit_info.value.code) + capsys.readouterr().err
+    assert exit_info.value.code != 0 and re.search(match, message), message
+    assert "Traceback" not in message
 
 
-def test_unknown_dataset_lists_the_choices():
-    proc = cli("--datasets", "Nope2020")
-    assert proc.returncode == 2 and "Pereira2018" in proc.stderr and "Wehbe2014" in proc.stderr
+@pytest.mark.parametrize("argv, match", [
+    (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--batch-size", "two"], "invalid int value"),
+    (["--datasets", "Nope2020"], "invalid choice: 'Nope2020'.*Pereira2018.*Wehbe2014"),
+    (["--layer-choice", "best"], "invalid choice"),
+    (["--data-file", "Fedorenko2016=x.nc"], r"--data-file 'Fedorenko2016=x.nc': .*dataset run here \(Pereira2018"),
+    (["--data-file", "Blank2014"], "give DATASET=PATH"),
+    (["--all", "--models", "gpt2"], "not allowed with argument"),
+    (["--models", ""], "empty|registry"),
+    (["--models", "not-a-model"], "unknown model 'not-a-model'.*flan-t5-small"),
+    (["--models", "./no/such/folder"], "no such folder"),
+    (["--models", "gpt2", "gpt2"], "names a model twice"),
+    (["--device", "gpu"], "unknown device 'gpu'"),
+])
+def test_bad_options_are_refused_before_any_work(argv, match, capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(data, "load", lambda *a, **k: pytest.fail("data were loaded"))
+    fails(argv + ["--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o")], match, capsys)
+    assert not (tmp_path / "o").exists()
 
 
-def test_unknown_model_lists_the_registry():
-    proc = cli("--models", "not-a-model", "--datasets", "Blank2014")
-    assert proc.returncode == 1
-    assert "unknown model 'not-a-model'" in proc.stderr and "flan-t5-small" in proc.stderr
-    assert "Traceback" not in proc.stderr
+def test_folders_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(data, "load", lambda *a, **k: pytest.fail("data were loaded"))
+    (tmp_path / "file").write_text("x")
+    fails(["--models", "gpt2", "--out", str(tmp_path / "file"), "--cache-dir", str(tmp_path / "c")],
+          "--out .*file is a file", capsys)
+    fails(["--models", "gpt2", "--cache-dir", str(tmp_path / "file"), "--out", str(tmp_path / "o")],
+          "File exists|cache-dir", capsys)
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o500)
+    if not os.access(tmp_path / "ro", os.W_OK):            # root can write anywhere
+        fails(["--models", "gpt2", "--cache-dir", str(tmp_path / "ro"), "--out", str(tmp_path / "o")],
+              "cannot be written", capsys)
 
 
-def test_missing_data_and_out_of_memory_are_actionable(monkeypatch, tmp_path):
-    import brainalign as ba
-    import data
-    args = ["--models", "gpt2", "--datasets", "Blank2014", "--cache-dir", str(tmp_path)]
-    offline = data.DownloadError("could not download assy_Blank2014_fROI.nc; put it in FOLDER")
-    monkeypatch.setattr(data, "load", lambda *a, **k: (_ for _ in ()).throw(offline))
-    with pytest.raises(SystemExit, match="put it in FOLDER"):
-        ba.main(args)
+def test_missing_data_names_every_dataset_and_out_of_memory_says_what_to_do(tmp_path, capsys, monkeypatch):
+    models = pytest.importorskip("models")
+    monkeypatch.setattr(models, "identity", lambda info, **kw: {"weights": info.name})
+    args = ["--models", "gpt2", "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o"),
+            "--data-dir", str(tmp_path / "empty")]
+    monkeypatch.setattr(data, "_download", lambda url, path: (_ for _ in ()).throw(OSError("offline")))
+    fails(args, "Pereira2018:(.|\n)*Blank2014:(.|\n)*Wehbe2014:", capsys)
     monkeypatch.setattr(data, "load", lambda *a, **k: [])
+    monkeypatch.setattr(data, "fingerprint", lambda *a, **k: {"checksum": "verified"})
     oom = RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
     monkeypatch.setattr(ba, "run_one", lambda *a, **k: (_ for _ in ()).throw(oom))
-    with pytest.raises(SystemExit, match="--dtype float16 or bfloat16, a smaller --batch-size"):
-        ba.main(args)
+    fails(args, "--dtype bfloat16, a smaller --batch-size", capsys)
+
+
+def test_defaults_are_the_papers():
+    names, datasets, settings, out = ba.parse_args([])
+    assert names == ["t5-small", "flan-t5-small"] and datasets == list(ba.PAPER_DATASETS) and out == "results"
+    assert (settings.brainscore, settings.layer_choice, settings.dtype, settings.numerics) == \
+        (False, "dataset", "float32", "brainscore-2023")
+    names, datasets, settings, _ = ba.parse_args(["--all", "--brainscore", "--layer-choice", "pereira"])
+    assert len(names) == 25 and datasets[-1] == "Futrell2018"
+    assert (settings.brainscore, settings.layer_choice, settings.numerics) == (True, "pereira", "float64")
+
+
+def test_at_most_twelve_flags():
+    flags = re.findall(r'add_argument\("(--[a-z-]+)"', (ROOT / "brainalign.py").read_text())
+    assert len(flags) == len(set(flags)) <= 12, flags

@@ -111,7 +111,7 @@ def test_records_of_registered_data_are_keyed_by_its_sha1_without_loading_it(tmp
 @pytest.mark.parametrize("edit, why", [
     (lambda rec: "", "Expecting value"),
     (lambda rec: json.dumps(rec)[:50], "Unterminated|Expecting"),
-    (lambda rec: json.dumps({**rec, "pipeline": 2}), "pipeline 3"),
+    (lambda rec: json.dumps({**rec, "pipeline": 2}), "pipeline 2"),
     (lambda rec: json.dumps({**rec, "best_layer": 7}), "best layer 7 is not one of its 3"),
     (lambda rec: json.dumps({**rec, "score": 5.0}), r"not a number in \[-1, 1\]"),
     (lambda rec: json.dumps({**rec, "model": "other"}), "the record of other on Blank2014"),

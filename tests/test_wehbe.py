@@ -163,89 +163,16 @@ def test_summarize_time_series_by_hand():
         ba.summarize_time_series(r, np.tile(r, (4, 1)), ["a", "b"])
 
 
-# --------------------------------------------------------------------------- the preprocessed release
-
-N_TR, N_WORDS = 1351, 5176
-RUNS = np.repeat([1, 2, 3, 4], [338, 338, 338, 337])
-ONSETS = 2.0 * np.arange(N_TR)
-WORD_ONSETS = 20.0 + 0.5 * np.arange(N_WORDS)      # word 0 exactly on TR 10's onset -> TR 9
+# --------------------------------------------------------------------------- a bad release stops the run
 
 
-def write_preprocessed(folder, n_voxels=3, edit=None):
-    """Toneva & Wehbe's layout: stimuli_words.npy next to fMRI/ with the timing files and one
-    (1211, n_voxels) array per subject F..N. edit: {relative name: array} replaces a file."""
-    import data
-    rng = np.random.default_rng(0)
-    files = {"stimuli_words.npy": np.array([f"w{i}," if i % 7 == 0 else f"w{i}" for i in range(N_WORDS)]),
-             "fMRI/time_fmri.npy": ONSETS, "fMRI/runs_fmri.npy": RUNS,
-             "fMRI/time_words_fmri.npy": WORD_ONSETS}
-    for s in data.WEHBE_SUBJECTS:
-        files[f"fMRI/data_subject_{s}.npy"] = rng.normal(size=(1211, n_voxels)).astype(np.float32)
-    files.update(edit or {})
-    (folder / "fMRI").mkdir(parents=True, exist_ok=True)
-    for name, array in files.items():
-        np.save(folder / name, array, allow_pickle=True)
-    return files
-
-
-def test_preprocessed_release_is_the_default_when_present(tmp_path):
-    import hashlib
-
-    import data
-    files = write_preprocessed(tmp_path)
-    (d,) = data.load("Wehbe2014", tmp_path, download=False)       # no .mat file, no download tried
-    assert d.name == "Wehbe2014" and len(d.texts) == N_WORDS and d.texts[:2] == ["w0,", "w1"]
-    assert (d.cv, d.n_folds, d.gap, d.first_word, d.context_window, d.n_tr) == ("kfold", 4, 5, 20, 20, 1351)
-    assert list(d.word_tr[:5]) == [9, 10, 10, 10, 10]
-    starts = [0, 338, 676, 1014]
-    np.testing.assert_array_equal(d.sample_tr, np.concatenate(
-        [np.arange(s + 20, s + n - 15) for s, n in zip(starts, [338, 338, 338, 337])]))
-    assert d.responses.shape == (1211, 24) and d.responses.dtype == np.float32
-    assert list(d.subjects) == [s for s in "FHIJKLMN" for _ in range(3)]
-    np.testing.assert_array_equal(d.responses[:, 3:6], files["fMRI/data_subject_H.npy"])   # as released
-    assert dict(d.files) == {Path(n).name: hashlib.sha1((tmp_path / n).read_bytes()).hexdigest()
-                             for n in data.WEHBE_PREPROCESSED}
-
-
-@pytest.mark.parametrize("edit, message", [
-    ({"fMRI/data_subject_K.npy": np.array([{"a": 1}] * 3, dtype=object)},
-     r"data_subject_K.npy holds Python objects \(a pickled array\); brainalign never loads pickles"),
-    ({"fMRI/data_subject_F.npy": np.zeros((1210, 3))},
-     r"data_subject_F.npy: expected an array of shape \(1211, None\)"),
-    ({"fMRI/data_subject_J.npy": np.where(np.arange(3) == 1, np.nan, np.ones((1211, 3)))},
-     r"data_subject_J.npy: 1 voxel\(s\) hold NaN or inf \(first: column 1\)"),
-    ({"stimuli_words.npy": np.arange(N_WORDS)},
-     r"stimuli_words.npy: expected an array of shape \(5176,\) .* got shape \(5176,\) and dtype int64"),
-    ({"fMRI/time_words_fmri.npy": WORD_ONSETS[:-1]},
-     r"time_words_fmri.npy: expected an array of shape \(5176,\)"),
-    ({"fMRI/runs_fmri.npy": RUNS[::-1]}, "runs in contiguous blocks of more than 35 TRs"),
-])
-def test_preprocessed_release_bad_files(tmp_path, edit, message):
-    import data
-    write_preprocessed(tmp_path, edit=edit)
-    before = sorted(tmp_path.rglob("*"))
-    with pytest.raises(ValueError, match=message):
-        data.load("Wehbe2014", tmp_path, download=False)
-    assert sorted(tmp_path.rglob("*")) == before                   # nothing written
-
-
-def test_preprocessed_release_incomplete_or_unreadable(tmp_path):
-    import data
-    write_preprocessed(tmp_path)
-    (tmp_path / "fMRI" / "data_subject_N.npy").write_bytes(b"not an npy file")
-    with pytest.raises(ValueError, match="data_subject_N.npy is not a readable .npy file"):
-        data.load("Wehbe2014", tmp_path, download=False)
-    (tmp_path / "fMRI" / "data_subject_N.npy").unlink()
-    with pytest.raises(ValueError, match=r"release in .* is incomplete: missing .*data_subject_N.npy"):
-        data.load("Wehbe2014", tmp_path, download=False)
-
-
-def test_bad_release_stops_the_run_before_any_cache_is_written(tmp_path):
-    write_preprocessed(tmp_path / "data", edit={"fMRI/data_subject_M.npy": np.full((1211, 2), np.nan)})
-    with pytest.raises(SystemExit, match="data_subject_M.npy: 2 voxel"):
+def test_bad_release_stops_the_run_before_anything_is_cached(tmp_path):
+    from test_data import write_wehbe
+    write_wehbe(tmp_path / "data", edit={"fMRI/data_subject_M.npy": np.full((1211, 2), np.nan, np.float32)})
+    with pytest.raises(SystemExit, match=r"data_subject_M.npy: voxels: 2 target\(s\) hold missing \(NaN\)"):
         ba.main(["--models", "gpt2", "--datasets", "Wehbe2014", "--data-dir", str(tmp_path / "data"),
                  "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")])
-    assert not list((tmp_path / "cache").rglob("*"))            # made and test-written first, left empty
+    assert not list((tmp_path / "cache").rglob("*.*")) and not (tmp_path / "out").exists()
 
 
 # --------------------------------------------------------------------------- word features
@@ -288,7 +215,7 @@ CASES = {
 @pytest.mark.parametrize("family", CASES)
 def test_word_features_are_tonevas_scheme(tmp_path, family):
     models = pytest.importorskip("models")
-    path = models.make_tiny_model(family, tmp_path / family, WORDS, seed=2)
+    path = pytest.importorskip("tiny").make_tiny_model(family, tmp_path / family, WORDS, seed=2)
     got = models.extract_words(str(path), WORDS, window=3, device="cpu", progress=False, batch_size=3)
     assert got.shape == (len(WORDS), 3, 32) and got.dtype == np.float32      # embeddings + 2 blocks
     for i, tokens, positions in CASES[family]:
@@ -297,16 +224,16 @@ def test_word_features_are_tonevas_scheme(tmp_path, family):
 
 def test_word_features_cache_window_and_bad_words(tmp_path, monkeypatch):
     models = pytest.importorskip("models")
-    path = models.make_tiny_model("gpt2", tmp_path / "m", WORDS)
-    kw = dict(device="cpu", progress=False, cache_dir=tmp_path / "cache", dataset_key="Wehbe2014")
+    path = pytest.importorskip("tiny").make_tiny_model("gpt2", tmp_path / "m", WORDS)
+    kw = dict(device="cpu", progress=False, cache_dir=tmp_path / "cache")
     a = models.extract_words(str(path), WORDS, window=3, **kw)
     wide = models.extract_words(str(path), WORDS, window=5, **kw)
     assert not np.allclose(a[5], wide[5]) and np.allclose(a[1], wide[1])   # the window matters from word 3 on
-    models._LAST.clear()
+    models._KEPT.clear()
     monkeypatch.setattr(models, "_load", lambda *a, **k: pytest.fail("model loaded again"))
     np.testing.assert_array_equal(models.extract_words(str(path), WORDS, window=3, **kw), a)
     monkeypatch.undo()
     with pytest.raises(ValueError, match=r"word 1 \(','\) has no tokens left once"):
         models.extract_words(str(path), ["Harry", ",", "had"], device="cpu", progress=False)
-    with pytest.raises(ValueError, match="window must be >= 1 word, got 0"):
+    with pytest.raises(ValueError, match="window must be a whole number >= 1, got 0"):
         models.extract_words(str(path), WORDS, window=0, device="cpu", progress=False)
