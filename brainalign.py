@@ -44,10 +44,9 @@ def kfold_splits(n, n_folds, gap=0):
     dropped at each train/test boundary as Toneva & Wehbe (2019) do for fMRI time series: the first
     fold drops the first `gap` training samples after it, the last fold the last `gap` before it, a
     middle fold gives up `gap` samples at each end of its own test block."""
-    for name, value in (("n", n), ("n_folds", n_folds), ("gap", gap)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < (name != "gap"):
-            raise ValueError(f"kfold_splits: {name} must be a whole number >= {int(name != 'gap')}, "
-                             f"got {value!r}")
+    for name, value, least in (("n", n, 1), ("n_folds", n_folds, 1), ("gap", gap, 0)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
+            raise ValueError(f"kfold_splits: {name} must be a whole number >= {least}, got {value!r}")
     if n // n_folds < 1:
         raise ValueError(f"too few samples for {n_folds} folds: n={n}")
     edges = [k * (n // n_folds) for k in range(n_folds)] + [n]
@@ -76,17 +75,15 @@ def check_splits(splits, n):
                 raise ValueError(f"split {i}: {name} must be a 1-D array of integer indices (got dtype "
                                  f"{idx.dtype}, shape {idx.shape}); use np.flatnonzero on a mask")
             if idx.size and (idx.min() < 0 or idx.max() >= n):
-                raise ValueError(f"split {i}: {name} indices must lie in [0, {n}) for {n} stimuli; "
-                                 f"got {idx.min()}..{idx.max()}")
+                raise ValueError(f"split {i}: {name} indices must lie in [0, {n}); got {idx.min()}..{idx.max()}")
             if np.unique(idx).size != idx.size:
                 raise ValueError(f"split {i}: {name} lists a stimulus more than once")
-        if np.intersect1d(train, test).size:
-            raise ValueError(f"split {i}: train and test share {np.intersect1d(train, test).size} "
-                             "stimuli; a test stimulus must not be in the fit")
+        if shared := np.intersect1d(train, test).size:
+            raise ValueError(f"split {i}: train and test share {shared} stimuli; a test stimulus must not be fit")
         if len(train) < 2 or len(test) < 3:
-            raise ValueError(f"split {i} has {len(train)} train / {len(test)} test samples (n={n}); need "
-                             "at least 2 train and 3 test (with 2, every Pearson r is +-1): use fewer "
-                             "folds, a smaller gap or more stimuli")
+            raise ValueError(f"split {i} has {len(train)} train / {len(test)} test samples (n={n}); need at "
+                             "least 2 train and 3 test (with 2, every r is +-1): use fewer folds, a smaller "
+                             "gap or more stimuli")
     return splits
 
 
@@ -130,11 +127,9 @@ def pearson(a, b):
     centre to ~1e-17 and ~1e-14, not 0, and would correlate at |r| ~ 0.9 with the prediction's noise."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     ac, bc = a - a.mean(axis=0), b - b.mean(axis=0)
-    n = len(a)
-    bound_a = np.sqrt(n) * n * np.finfo(np.float64).eps * np.abs(a).max(axis=0, initial=0.0)
-    bound_b = np.sqrt(n) * n * np.finfo(np.float64).eps * np.abs(b).max(axis=0, initial=0.0)
     norm_a, norm_b = np.sqrt((ac * ac).sum(axis=0)), np.sqrt((bc * bc).sum(axis=0))
-    ok = (norm_a > bound_a) & (norm_b > bound_b)
+    bound = len(a) ** 1.5 * np.finfo(np.float64).eps                 # sqrt(n) * n * eps, times max|x|
+    ok = (norm_a > bound * np.abs(a).max(axis=0, initial=0.0)) & (norm_b > bound * np.abs(b).max(axis=0, initial=0.0))
     if not ok.all():
         warnings.warn(f"{(~ok).sum()} constant column(s) have no Pearson r; scored as 0")
     return np.where(ok, (ac * bc).sum(axis=0) / np.where(ok, norm_a * norm_b, 1.0), 0.0)
@@ -150,12 +145,11 @@ class Score:
 
 
 def _as_matrix(name, x):
-    """x as a finite float64 (n, k) array, or a ValueError that says what is wrong with it."""
+    """x as a finite real (n, k) array, or a ValueError that says what is wrong with it."""
     x = np.asarray(x)
-    if x.dtype.kind not in "fiub":
-        raise ValueError(f"{name} must hold real numbers, got dtype {x.dtype}")
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_stimuli, n_columns), got shape {x.shape}")
+    if x.dtype.kind not in "fiub" or x.ndim != 2:
+        raise ValueError(f"{name} must hold real numbers and be 2-D (n_stimuli, n_columns), got dtype "
+                         f"{x.dtype}, shape {x.shape}")
     if not np.isfinite(x).all():
         raise ValueError(f"{name} contain NaN or inf; drop or impute those entries first")
     return x
@@ -398,12 +392,13 @@ def reading_time_r(surprisal, times, word_in_sentence):
     if surprisal.shape != (len(times),) or word_in_sentence.shape != surprisal.shape:
         raise ValueError(f"surprisal {surprisal.shape} and word_in_sentence {word_in_sentence.shape} must "
                          f"both be ({len(times)},), one value per word of times {np.shape(times)}")
-    keep = word_in_sentence != 1
-    missing = keep & ~np.isfinite(surprisal)
-    if missing.any():
-        raise ValueError(f"{int(missing.sum())} scored words (the first is word {int(np.argmax(missing))}) "
-                         "have no surprisal (NaN or inf); only first words of sentences are left out")
-    return float(pearson(surprisal[keep, None], mean_reader(np.asarray(times)[keep])[:, None])[0])
+    keep, times = word_in_sentence != 1, np.asarray(times, dtype=np.float64)
+    for missing, what in ((keep & ~np.isfinite(surprisal), "no surprisal (NaN or inf)"),
+                          (keep & np.isnan(times).all(axis=1), "no reading time from any subject")):
+        if missing.any():
+            raise ValueError(f"{int(missing.sum())} scored words (the first is word {int(np.argmax(missing))}) "
+                             f"have {what}; only first words of sentences are left out")
+    return float(pearson(surprisal[keep, None], mean_reader(times[keep])[:, None])[0])
 
 
 def split_half_ceiling(times, n_splits=10, seed=0):
@@ -638,10 +633,10 @@ def collect(records, settings):
             values = [np.clip(v / data.ceiling(part), 0, 1) for part, v in zip(rec["parts"], values)]
         scores.setdefault(m, {})[d] = float(np.mean(values))
         layers.setdefault(m, {})[d] = rec["layer_names"][best]
-    run = {d for s in scores.values() for d in s}
+    run = {r["dataset"] for r in records if r["kind"] != "behaviour"}     # behaviour is never averaged
     run = run & set(PAPER_DATASETS) or run           # the paper's datasets run (else all); a model needs each
     for s in scores.values():
-        if run <= set(s):
+        if run and run <= set(s):
             s["Average"] = float(np.mean([s[d] for d in sorted(run)]))
     return scores, layers
 

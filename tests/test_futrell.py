@@ -1,7 +1,7 @@
-"""Futrell2018 behavioural alignment: the loader on files in the real NetCDF4 layout, models.surprisal
-against a direct transcription of Brain-Score's per-word computation (tiny GPT-2, LLaMA and T5 with
-a small maximum length, so the context overflows it), the metric and ceiling against transcriptions
-of Brain-Score's benchmark, bad inputs, the tables, and the paper's Table 9 through our comparison.
+"""Futrell2018 behavioural alignment: the loader on the real words, models.surprisal against a direct
+transcription of Brain-Score's per-word computation (tiny GPT-2, LLaMA and T5 with a small maximum
+length, so the context overflows it), the metric and ceiling against transcriptions of Brain-Score's
+benchmark, bad inputs, the tables, and the paper's Table 9 through our comparison.
 Run: python -m pytest -q tests/test_futrell.py
 """
 import sys
@@ -21,6 +21,7 @@ from test_data import write_assembly  # noqa: E402
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 import models  # noqa: E402
+from tiny import make_tiny_model  # noqa: E402
 
 WORDS_TSV = ROOT.parent / "shared" / "data" / "stimuli" / "futrell2018_words.tsv"
 STORY = ("If you were to journey to the North of England, you would come to a valley. Tom's mother "
@@ -111,46 +112,19 @@ def brainscore_reading_times(model_dir, words):
 def tiny(tmp_path_factory):
     """Tiny random models with a 16-token maximum length: STORY overflows it after about 12 words."""
     folder = tmp_path_factory.mktemp("tiny")
-    return {family: str(models.make_tiny_model(family, folder / family, STORY, max_positions=16))
+    return {family: str(make_tiny_model(family, folder / family, STORY, max_positions=16))
             for family in ("gpt2", "llama", "t5", "bert")}
 
 
 # --------------------------------------------------------------------------- data
 
-def test_loader_reads_the_real_layout(tmp_path):
-    stories = [1] * 20 + [2] * (len(STORY) - 20)
-    path, times = futrell_file(tmp_path / "f.nc", STORY, stories)
-    [rt] = data.load_files("Futrell2018", [path])
-    assert rt.words == STORY and rt.subjects.tolist() == [f"A{j:03d}" for j in range(6)]
-    np.testing.assert_array_equal(rt.times, times)           # NaN kept: the subjects who skipped a story
-    np.testing.assert_array_equal(rt.stories, stories)
-    assert rt.word_in_sentence[0] == 1 and rt.ceiling == 0.858
-    assert [w for w, k in zip(STORY, rt.word_in_sentence) if k == 1][:3] == ["If", "Tom's", "Mr."]
-    assert "Bradford" in [w for w, k in zip(STORY, rt.word_in_sentence) if k == 2]   # "Mr." ends none
-
-
 def test_loader_on_the_real_words(tmp_path):
     words, stories = real_words()
     path, _ = futrell_file(tmp_path / "f.nc", words, stories, n_subjects=20)
-    [rt] = data.load_files("Futrell2018", [path])
+    [rt] = data.load("Futrell2018", files=[path])
     assert len(rt.words) == 10256 and len(set(rt.sentences.tolist())) == 481   # as Brain-Score's test
     assert rt.words == words and len(set(rt.stories.tolist())) == 10
-
-
-def test_loader_refuses_a_story_nobody_read(tmp_path):
-    path, _ = futrell_file(tmp_path / "f.nc", STORY, [1] * 20 + [2] * (len(STORY) - 20), unread_story=2)
-    with pytest.raises(ValueError, match=r"15 words \(story 2\) have no reading time from any subject"):
-        data.load_files("Futrell2018", [path])
-
-
-def test_registry_and_offline_error(tmp_path):
-    [remote] = data.info("Futrell2018").files
-    assert remote.name == "assy_Futrell2018.nc" and remote.sha1 == "381ccc8038fbdb31235b5f3e1d350f359b5e287f"
-    assert remote.urls == ("https://brainscore-storage.s3.amazonaws.com/brainscore-language/assy_Futrell2018.nc",
-                           "https://brainscore-language.s3.amazonaws.com/assy_Futrell2018.nc"
-                           "?versionId=MpR.gIXN8UrUnqwQyj.kCrh4VWrBvsGf")
-    with pytest.raises(data.DownloadError, match=r"assy_Futrell2018\.nc \(sha1 381ccc80"):
-        data.load("Futrell2018", tmp_path, download=False)
+    assert [w for w, k in zip(STORY, sentence_ids(STORY)[1]) if k == 1][:3] == ["If", "Tom's", "Mr."]
 
 
 # --------------------------------------------------------------------------- surprisal
@@ -167,15 +141,13 @@ def test_surprisal_equals_brainscore_per_word_across_truncation(tiny, family):
     assert np.isnan(ours).sum() == (family == "gpt2")
 
 
-def test_chunks_share_one_pass_until_the_first_overflow(tiny):
-    tok = transformers.AutoTokenizer.from_pretrained(tiny["gpt2"])
-    tok.truncation_side = "left"
+def test_one_pass_per_distinct_window(tiny):
+    tok = transformers.AutoTokenizer.from_pretrained(tiny["t5"])
     inputs = models._word_inputs(tok, STORY, 16, progress=False)
-    jobs = models._surprisal_jobs("causal", inputs)
-    fit = [i for i, (ids, _) in enumerate(inputs) if len(tok(models.prepare_context(STORY[:i + 1]))["input_ids"]) <= 16]
-    assert [w for w, _, _ in jobs[0][1]] == fit[1:]      # every word that fits reads the first pass
-    assert len(jobs) == len(STORY) - len(fit) + 1        # after it, one left-truncated window per word
-    assert all(len(ids) == 16 for ids, _ in jobs[1:])
+    jobs = models._surprisal_jobs(inputs)
+    # T5 truncates on the right: once the context overflows, every later word has the same window
+    assert len(jobs) < len(STORY) and sorted(w for _, reads in jobs for w, _ in reads) == \
+        [w for w, (_, n) in enumerate(inputs) if n]
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama", "t5"])
@@ -197,7 +169,7 @@ def test_tokenizer_that_joins_words_falls_back_to_whole_contexts(tiny):
 
 def test_surprisal_on_the_real_words(tmp_path):
     words = real_words()[0][:60]
-    model = str(models.make_tiny_model("gpt2", tmp_path / "m", words, max_positions=32))
+    model = str(make_tiny_model("gpt2", tmp_path / "m", words, max_positions=32))
     ours = models.surprisal(model, words, device="cpu", progress=False)
     np.testing.assert_allclose(ours, brainscore_reading_times(model, words), rtol=1e-5, atol=1e-5)
 
@@ -252,9 +224,9 @@ def test_mean_reader_as_prediction_scores_one():
     # Brain-Score's test_exact: the mean over subjects as the model's output scores 1 after the ceiling
     signal, times, within = readings()
     rt = data.ReadingTimes("Futrell2018", ["w"] * len(signal), np.zeros(len(signal)), np.zeros(len(signal)),
-                           within, times, np.array([f"s{j}" for j in range(times.shape[1])]), 0.858)
+                           within, times, np.array([f"s{j}" for j in range(times.shape[1])]))
     out = ba.behaviour_score(np.nanmean(times, axis=1), rt)
-    assert out["score"] == pytest.approx(1.0) and out["normalized"] == 1.0
+    assert out["score"] == pytest.approx(1.0) and 0.5 < out["ceiling"] < 1
     assert out["n_words"] == 180
     flipped = ba.behaviour_score(-np.nanmean(times, axis=1), rt)        # the score is |r|, the sign kept apart
     assert flipped["score"] == pytest.approx(1.0) and flipped["r"] == pytest.approx(-1.0)
@@ -302,61 +274,61 @@ def test_metric_bad_inputs():
 
 # --------------------------------------------------------------------------- tables and CLI
 
-PAIRS = [(m, i.base) for m, i in models.MODELS.items() if i.base and not i.appendix]
+PAIRS = [(m, i.base) for m, i in models.MODELS.items() if i.base and i.in_paper]
 
 
 def test_paper_table9_through_our_comparison_gives_no_gain():
-    table9 = {m: i.paper_futrell for m, i in models.MODELS.items() if i.paper_futrell is not None}
+    table9 = {m: {"Futrell2018": i.futrell, "Average": i.futrell} for m, i in models.MODELS.items() if i.futrell}
     assert len(table9) == 25
-    out = ba.compare_behaviour(table9, PAIRS)
+    out = ba.compare_pairs(table9, PAIRS, ("Futrell2018", "Average"), headline=("Futrell2018",))
     # the paper: instruction tuning does not improve behavioural alignment
-    assert out["n_pairs"] == 17 and out["mean"] == pytest.approx(-11.76, abs=0.01)
-    assert out["improved"] == 9 and out["worse"] == 7               # vicuna-13b ties llama-13b
+    assert out["n_pairs"] == 17 and out["headline"] == pytest.approx(-11.76, abs=0.01)
+    assert out["improved"] == 9                                      # 7 worse, vicuna-13b ties llama-13b
+    assert sum(r["Futrell2018"] < 0 for r in out["rows"]) == 7
     assert out["wilcoxon_p"] > 0.05 and out["ci95"][0] < 0
-    rows = {r["tuned"]: r["change"] for r in out["rows"]}
+    rows = {r["tuned"]: r["Futrell2018"] for r in out["rows"]}
     assert rows["flan-t5-small"] == pytest.approx(100 * (.054 - .229) / .229)
 
 
-def test_behaviour_stays_out_of_the_brain_average():
-    brain = [{"model": m, "dataset": d, "score": s, "ceiling": 0.3, "best_layer": 1,
-              "layer_names": ["embeddings", "block.0"], "parts": {d: {"layers": [0.0, s], "ceiling": 0.3}}}
+def test_behaviour_stays_out_of_the_brain_average_and_the_headline():
+    brain = [{"model": m, "dataset": d, "kind": "brain", "best_layer": 1, "layer_names": ["embeddings", "block.0"],
+              "parts": {d: {"layers": [0.0, s]}}}
              for m, s in (("t5-small", 0.1), ("flan-t5-small", 0.2)) for d in ba.PAPER_DATASETS]
-    behaviour = {m: {"model": m, "dataset": "Futrell2018", "score": s, "normalized": s / 0.8, "ceiling": 0.8}
-                 for m, s in (("t5-small", 0.3), ("flan-t5-small", 0.25), ("llama-7b", 0.2))}
-    scores, layers, ceilings = ba.collect(brain)
-    out = ba.tables(scores, layers, ceilings, models.MODELS, behaviour=behaviour)
+    behaviour = [{"model": m, "dataset": "Futrell2018", "kind": "behaviour", "score": s, "ceiling": 0.8, "parts": {}}
+                 for m, s in (("t5-small", 0.3), ("flan-t5-small", 0.25), ("llama-7b", 0.2))]
+    scores, layers = ba.collect(brain + behaviour, ba.Settings())
+    info = {m: models.MODELS[m] for m in ("t5-small", "flan-t5-small", "llama-7b")}
+    out = ba.tables(scores, layers, info, brain + behaviour, ba.Settings())
     rows = {r["model"]: r for r in next(iter(out.values()))}
     assert rows["t5-small"]["Average"] == pytest.approx(0.1)
     assert rows["t5-small"]["Futrell2018"] == 0.3 and rows["t5-small"]["Futrell2018 paper"] == 0.229
-    assert rows["llama-7b"]["Futrell2018"] == 0.2 and "Average" not in rows["llama-7b"]
-    assert "Futrell2018" not in out["Instruction tuning: tuned vs vanilla (relative change)"][0]
-    [title] = [t for t in out if t.startswith("Behavioural alignment")]
-    behaviour_rows = {r["tuned"]: r for r in out[title]}
-    assert behaviour_rows["flan-t5-small"]["change"] == "-16.7%"
-    assert behaviour_rows["flan-t5-small"]["paper change"] == "-76.4%"
-    assert list(out).index(title) == 4                     # after the four brain tables
+    assert rows["llama-7b"]["Futrell2018"] == 0.2 and rows["llama-7b"]["Average"] is None
+    comparison = out["Instruction tuning: tuned vs vanilla (relative change)"]
+    assert comparison[0]["Futrell2018"] == "-16.7%" and comparison[0]["Average"] == "+100.0%"
+    assert comparison[1]["note"].startswith("headline +100.00%")       # the brain datasets only
+    assert comparison[2]["tuned"] == "mean of 1 pairs (the paper)" and comparison[2]["Futrell2018"] == "-76.4%"
+    ceilings = {r["dataset"]: r for r in out["Noise ceilings"]}
+    assert ceilings["Futrell2018"]["split-half ceiling of the data"] == 0.8
+    normalised = ba.collect(brain + behaviour, ba.Settings(brainscore=True))[0]
+    assert normalised["t5-small"]["Futrell2018"] == pytest.approx(0.3 / 0.8)
 
 
 def test_all_includes_futrell2018_and_it_is_a_choice():
-    assert ba.parse_args(["--all"]).datasets == list(ba.PAPER_DATASETS) + ["Futrell2018"]
-    assert ba.parse_args([]).datasets == list(ba.PAPER_DATASETS)
-    assert ba.parse_args(["--datasets", "Futrell2018"]).datasets == ["Futrell2018"]
+    assert ba.parse_args(["--all"])[1] == list(ba.PAPER_DATASETS) + ["Futrell2018"]
+    assert ba.parse_args([])[1] == list(ba.PAPER_DATASETS)
+    assert ba.parse_args(["--datasets", "Futrell2018"])[1] == ["Futrell2018"]
 
 
-def test_cli_scores_futrell2018_end_to_end(tiny, tmp_path, monkeypatch, capsys):
-    (tmp_path / "data").mkdir()
-    path, _ = futrell_file(tmp_path / "data" / "assy_Futrell2018.nc", STORY, [1] * 20 + [2] * (len(STORY) - 20))
-    remote = data.Remote("assy_Futrell2018.nc", ("http://127.0.0.1:9/none",), None)
-    monkeypatch.setitem(data.DATASETS, "Futrell2018", data.DATASETS["Futrell2018"].__class__(
-        **{**data.DATASETS["Futrell2018"].__dict__, "files": (remote,)}))
-    argv = ["--models", tiny["gpt2"], "--datasets", "Futrell2018", "--device", "cpu", "--data-dir",
-            str(tmp_path / "data"), "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+def test_cli_scores_futrell2018_end_to_end(tiny, tmp_path, capsys):
+    path, _ = futrell_file(tmp_path / "f.nc", STORY, [1] * 20 + [2] * (len(STORY) - 20))
+    argv = ["--models", tiny["gpt2"], "--datasets", "Futrell2018", "--device", "cpu", "--data-file",
+            f"Futrell2018={path}", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
     out = ba.main(argv)
-    [rt] = data.load_files("Futrell2018", [path])
+    [rt] = data.load("Futrell2018", files=[path])
     bits = models.surprisal(tiny["gpt2"], STORY, device="cpu", progress=False)
     expected = abs(ba.reading_time_r(bits, rt.times, rt.word_in_sentence))
     [row] = next(iter(out.values()))
     assert row["Futrell2018"] == pytest.approx(expected, abs=1e-9) and "Average" not in row
-    assert "[cached]" not in capsys.readouterr().out
-    ba.main(argv + ["--force"])
-    assert "[cached]" in capsys.readouterr().out
+    (record,) = (tmp_path / "cache" / "scores").rglob("*.json")
+    first = record.read_text()
+    assert ba.main(argv) == out and record.read_text() == first
