@@ -2,13 +2,12 @@
 brainalign: how well a language model's layers linearly predict human brain responses to the same
 text (brain alignment), and the instruction-tuning comparison of Aw et al. (COLM 2024).
 
-Sections 1-4 are the whole method, numpy and scipy only, and can be copied alone: Brain-Score's
-splits -> least-squares fit -> Pearson r per target -> median over targets, mean over splits ->
-every layer -> the best layer. Then the paper's pipelines for Wehbe2014 (Toneva & Wehbe's ridge)
-and Futrell2018 (surprisal against reading times), one (model, dataset) scored and cached, the
-tables, the figures and the command line. data.py loads the datasets, models.py the activations.
-The defaults are what the authors' code computed; --brainscore gives Brain-Score 2.3.0's instead.
-Left out: xarray, sklearn, Brain-Score's run-time ceiling estimation, ROI masks.
+Sections 1-4 are the whole method, numpy and scipy only, to copy alone: Brain-Score's splits ->
+least-squares fit -> Pearson r per target -> median over targets, mean over splits -> every layer ->
+the best layer. Then the paper's Wehbe2014 (Toneva & Wehbe's ridge) and Futrell2018 (surprisal)
+pipelines, one (model, dataset) scored and cached, tables, figures, the command line. data.py loads
+the datasets, models.py the activations. The defaults are what the authors' code computed;
+--brainscore gives Brain-Score 2.3.0's semantics. Left out: xarray, sklearn, ROI masks.
 
     python brainalign.py --all       # the paper's 25 models; rerunning it over a full cache = the report
     python tests/demo.py             # offline: tiny random models, planted responses
@@ -26,7 +25,6 @@ import scipy.linalg
 # -----------------------------------------------------------------------------
 # 1. cross-validation splits: lists of (train, test) index arrays
 
-
 def shuffle_splits(n, n_splits=10, train_size=0.9, seed=1):
     """Brain-Score's splits: sklearn ShuffleSplit(n_splits, train_size, random_state=seed), index for
     index. One RandomState draws a fresh permutation per split; the test set is its head."""
@@ -38,19 +36,16 @@ def shuffle_splits(n, n_splits=10, train_size=0.9, seed=1):
         splits.append((perm[n - n_train:], perm[:n - n_train]))
     return check_splits(splits, n)
 
-
 def kfold_splits(n, n_folds, gap=0):
-    """Contiguous folds (floor(n / n_folds) samples each, the last takes the rest), with `gap` samples
-    dropped at each train/test boundary as Toneva & Wehbe (2019) do for fMRI time series: the first
-    fold drops the first `gap` training samples after it, the last fold the last `gap` before it, a
-    middle fold gives up `gap` samples at each end of its own test block."""
+    """Contiguous folds (n // n_folds samples each, the last takes the rest), `gap` samples dropped at
+    each train/test boundary as Toneva & Wehbe (2019) do: the first fold drops the first `gap` training
+    samples after it, the last the last `gap` before it, a middle fold `gap` at each end of its test."""
     for name, value, least in (("n", n, 1), ("n_folds", n_folds, 1), ("gap", gap, 0)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
             raise ValueError(f"kfold_splits: {name} must be a whole number >= {least}, got {value!r}")
+    edges, splits = [k * (n // n_folds) for k in range(n_folds)] + [n], []
     if n // n_folds < 1:
         raise ValueError(f"too few samples for {n_folds} folds: n={n}")
-    edges = [k * (n // n_folds) for k in range(n_folds)] + [n]
-    splits = []
     for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
         train, test = np.r_[0:lo, hi:n], np.arange(lo, hi)
         if gap and k == 0:
@@ -62,11 +57,9 @@ def kfold_splits(n, n_folds, gap=0):
         splits.append((train, test))
     return check_splits(splits, n)
 
-
 def check_splits(splits, n):
-    """The splits, if every (train, test) pair indexes n samples sensibly: integer indices in [0, n),
-    none twice, train and test disjoint (an overlap predicts stimuli the fit has seen), at least 2
-    train and 3 test samples (with 2, every Pearson r is +-1); else a ValueError that says which."""
+    """The splits, if each (train, test) holds distinct integer indices in [0, n), disjoint (a test
+    stimulus must not be fit), at least 2 train and 3 test; else a ValueError that says which."""
     if len(splits) == 0:
         raise ValueError("no splits given")
     for i, (train, test) in enumerate(splits):
@@ -74,12 +67,11 @@ def check_splits(splits, n):
             if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
                 raise ValueError(f"split {i}: {name} must be a 1-D array of integer indices (got dtype "
                                  f"{idx.dtype}, shape {idx.shape}); use np.flatnonzero on a mask")
-            if idx.size and (idx.min() < 0 or idx.max() >= n):
-                raise ValueError(f"split {i}: {name} indices must lie in [0, {n}); got {idx.min()}..{idx.max()}")
-            if np.unique(idx).size != idx.size:
-                raise ValueError(f"split {i}: {name} lists a stimulus more than once")
+            if idx.size and (idx.min() < 0 or idx.max() >= n) or np.unique(idx).size != idx.size:
+                raise ValueError(f"split {i}: {name} indices must be distinct and in [0, {n}), got "
+                                 f"{idx.min()}..{idx.max()} ({idx.size - np.unique(idx).size} repeated)")
         if shared := np.intersect1d(train, test).size:
-            raise ValueError(f"split {i}: train and test share {shared} stimuli; a test stimulus must not be fit")
+            raise ValueError(f"split {i}: train and test share {shared} stimuli; test stimuli can't be fit")
         if len(train) < 2 or len(test) < 3:
             raise ValueError(f"split {i} has {len(train)} train / {len(test)} test samples (n={n}); need at "
                              "least 2 train and 3 test (with 2, every r is +-1): use fewer folds, a smaller "
@@ -90,50 +82,59 @@ def check_splits(splits, n):
 # -----------------------------------------------------------------------------
 # 2. the fit: ordinary least squares with intercept, minimum norm (sklearn LinearRegression)
 
-# numerics -> (dtype of the fit, relative singular-value cutoff of scipy.linalg.lstsq)
-NUMERICS = {
-    # the paper: Brain-Score 2023 passed float32 activations to sklearn <= 1.5 LinearRegression, which
-    # cast y to X's dtype, centred in float32 and called lstsq(cond=None): cutoff = float32 eps
-    # (brain-score/language 1041be4 metrics/linear_predictivity/metric.py; sklearn 1.5 linear_model/_base.py)
+NUMERICS = {  # -> (dtype of the fit, relative singular-value cutoff of scipy.linalg.lstsq)
+    # the paper: Brain-Score 2023 passed float32 activations to sklearn <= 1.5 LinearRegression, which cast
+    # y to X's dtype, centred in float32 and called lstsq(cond=None): cutoff float32 eps (brain-score/language
+    # 1041be4 metrics/linear_predictivity/metric.py; sklearn 1.5 linear_model/_base.py)
     "brainscore-2023": (np.float32, None),
-    # Brain-Score 2.3.0 with today's sklearn (>= 1.9 passes cond=1e-6), in float64
-    "float64": (np.float64, 1e-6),
+    "float64": (np.float64, 1e-6),          # Brain-Score 2.3.0 with today's sklearn (>= 1.9: cond=1e-6)
 }
 
-
 def fit_predict(x_train, y_train, x_test, numerics="brainscore-2023"):
-    """Least-squares predictions (n_test, n_targets) for x_test (n_test, p) after fitting
-    y_train (n_train, n_targets) on x_train (n_train, p) with an intercept: centre both on the
-    training means, take lstsq's minimum-norm weights, predict. Step for step what sklearn's
-    LinearRegression().fit(x_train, y_train).predict(x_test) computes (_preprocess_data, lstsq,
-    _set_intercept), in the dtype and cutoff of NUMERICS[numerics]."""
+    """The definition: predictions (n_test, n_targets) for x_test (n_test, p) of the least-squares fit
+    of y_train (n_train, n_targets) on x_train (n_train, p) with an intercept, step for step as sklearn's
+    LinearRegression().fit(x_train, y_train).predict(x_test) (_preprocess_data, lstsq, _set_intercept):
+    centre on the training means, lstsq's minimum-norm weights, in NUMERICS[numerics]."""
     dtype, cond = NUMERICS[numerics]
     x, y = np.asarray(x_train, dtype), np.asarray(y_train, dtype)
     x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
     w = scipy.linalg.lstsq(x - x_mean, y - y_mean, cond=cond)[0]          # (p, n_targets)
     return np.asarray(x_test, dtype) @ w + (y_mean - x_mean @ w)
 
+def fit_predict_fast(x_train, y_train, x_test, numerics="brainscore-2023"):
+    """fit_predict's predictions up to rounding, with one lstsq on the centred identity C = I - mean(I)
+    (n_train x n_train) instead of one on every target: 20-40x faster where targets outnumber training
+    stimuli (tests/bench_fit.py). lstsq (LAPACK gelsd) factorises only A = x_train - mean (the
+    singular values and rank decision s > cond * s_max); the right-hand side just passes through the
+    factors, so lstsq(A, C) = A+ C, and C Yc = Yc for centred targets: (x_test - mean) A+ C Yc is the
+    direct call's prediction, the same directions kept. C rather than I cancels the centring
+    direction (a float32 rounding-level singular value gelsd keeps) as the direct call does (README)."""
+    dtype, cond = NUMERICS[numerics]
+    x, y = np.asarray(x_train, dtype), np.asarray(y_train, dtype)
+    if y.shape[1] <= len(x):
+        return fit_predict(x, y, x_test, numerics)
+    x_mean, y_mean, eye = x.mean(axis=0), y.mean(axis=0), np.eye(len(x), dtype=dtype)
+    pinv = scipy.linalg.lstsq(x - x_mean, eye - eye.mean(axis=0), cond=cond)[0]      # (p, n_train)
+    return ((np.asarray(x_test, dtype) - x_mean) @ pinv) @ (y - y_mean) + y_mean
+
 
 # -----------------------------------------------------------------------------
 # 3. Pearson r per target and Brain-Score's aggregation
 
-
 def pearson(a, b):
     """Pearson r between matching columns of a and b, both (n, n_targets) -> (n_targets,), in float64.
-    A column constant on either side, exactly or up to rounding, has no r: it scores 0 (with a
-    warning), so it neither poisons a median with NaN nor inflates it. Constant up to rounding: the
-    centred values of a constant column are the rounding error of its mean, at most n * eps * max|x|
-    each (a sum of n terms), so their norm is at most sqrt(n) times that; 0.1 or 1000/3 repeated
-    centre to ~1e-17 and ~1e-14, not 0, and would correlate at |r| ~ 0.9 with the prediction's noise."""
+    A column constant on either side, up to rounding (its centred norm <= sqrt(n) * n * eps * max|x|:
+    0.1 repeated centres to ~1e-17, not 0, and would correlate at |r| ~ 0.9 with noise), has no r: it
+    scores 0 with a warning, so it neither poisons a median with NaN nor inflates it."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     ac, bc = a - a.mean(axis=0), b - b.mean(axis=0)
     norm_a, norm_b = np.sqrt((ac * ac).sum(axis=0)), np.sqrt((bc * bc).sum(axis=0))
     bound = len(a) ** 1.5 * np.finfo(np.float64).eps                 # sqrt(n) * n * eps, times max|x|
-    ok = (norm_a > bound * np.abs(a).max(axis=0, initial=0.0)) & (norm_b > bound * np.abs(b).max(axis=0, initial=0.0))
+    ok = (norm_a > bound * np.abs(a).max(axis=0, initial=0)) & (norm_b > bound * np.abs(b).max(axis=0,
+                                                                                               initial=0))
     if not ok.all():
         warnings.warn(f"{(~ok).sum()} constant column(s) have no Pearson r; scored as 0")
     return np.where(ok, (ac * bc).sum(axis=0) / np.where(ok, norm_a * norm_b, 1.0), 0.0)
-
 
 @dataclass
 class Score:
@@ -142,7 +143,6 @@ class Score:
     per_target: np.ndarray    # (n_targets,) r of each target, averaged over splits
     per_subject: dict         # subject -> its aggregate over its own targets
     mad: float                # median absolute deviation of per_subject (the paper's error bars)
-
 
 def _as_matrix(name, x):
     """x as a finite real (n, k) array, or a ValueError that says what is wrong with it."""
@@ -154,33 +154,31 @@ def _as_matrix(name, x):
         raise ValueError(f"{name} contain NaN or inf; drop or impute those entries first")
     return x
 
-
-def cross_validate(features, responses, splits, numerics="brainscore-2023"):
-    """Pearson r of every target on every test split -> (n_splits, n_targets): per split, the fit of
-    fit_predict on the training rows, r between its test predictions and the test responses.
-    features (n_stimuli, n_features), responses (n_stimuli, n_targets), splits as shuffle_splits.
-    The rows of each split go in sorted order (Brain-Score's fit and correlation see the split's
-    stimuli after a sort; the order changes only float32 rounding)."""
+def cross_validate(features, responses, splits, numerics="brainscore-2023", ids=None):
+    """Pearson r of every target on every test split -> (n_splits, n_targets) of features (n_stimuli,
+    n_features) fit (fit_predict_fast) to responses (n_stimuli, n_targets). ids (n_stimuli,): Brain-Score's
+    stimulus_id: its fit sees each split's rows after sortby('stimulus_id') (1041be4 metrics/
+    linear_predictivity/metric.py), so they go in that order; in float32 the order moves the rounding."""
     if numerics not in NUMERICS:
         raise ValueError(f"numerics must be one of {', '.join(NUMERICS)}; got {numerics!r}")
     x, y = _as_matrix("features", features), _as_matrix("responses", responses)
     if x.shape[0] != y.shape[0]:
-        raise ValueError(f"features have {x.shape[0]} stimuli but responses have {y.shape[0]}; rows "
-                         "must be matched stimulus by stimulus")
+        raise ValueError(f"features have {x.shape[0]} stimuli but responses have {y.shape[0]}; rows must be "
+                         "matched stimulus by stimulus")
     check_splits(splits, len(x))
     if min(len(test) for _, test in splits) < 10:
         warnings.warn("a split tests fewer than 10 stimuli: its Pearson r are very noisy")
+    order = np.argsort(np.asarray(ids), kind="stable") if ids is not None else np.arange(len(x))
+    rank = np.argsort(order)                                         # position of each row in that order
     r = []
     for train, test in splits:
-        train, test = np.sort(train), np.sort(test)
-        r.append(pearson(fit_predict(x[train], y[train], x[test], numerics), y[test]))
+        train, test = order[np.sort(rank[train])], order[np.sort(rank[test])]
+        r.append(pearson(fit_predict_fast(x[train], y[train], x[test], numerics), y[test]))
     return np.stack(r)
-
 
 def _mad(values):
     values = np.asarray(values, dtype=np.float64)
     return float(np.median(np.abs(values - np.median(values))))
-
 
 def summarize(r, subjects=None):
     """Brain-Score's aggregation of r (n_splits, n_targets) -> Score: the median over all targets
@@ -198,33 +196,28 @@ def summarize(r, subjects=None):
 # -----------------------------------------------------------------------------
 # 4. every layer, and the one layer kept
 
-
-def score_layers(acts, responses, subjects=None, splits=None, numerics="brainscore-2023", progress=False):
-    """Score every layer of acts (n_stimuli, n_layers, n_features) -> [Score], one per layer.
-    splits: Brain-Score's 10 shuffle splits unless given."""
+def score_layers(acts, responses, subjects=None, ids=None, numerics="brainscore-2023", splits=None,
+                 progress=False):
+    """Score every layer of acts (n_stimuli, n_layers, n_features) -> [Score], one per layer, on
+    Brain-Score's 10 shuffle splits unless given. ids: stimulus ids, see cross_validate."""
     acts = np.asarray(acts)
     if acts.ndim != 3 or acts.shape[1] == 0:
-        raise ValueError(f"acts must be (n_stimuli, n_layers, n_features) with at least one layer; "
-                         f"got shape {acts.shape}")
+        raise ValueError(f"acts must be (n_stimuli, n_layers >= 1, n_features), got shape {acts.shape}")
     splits = shuffle_splits(len(acts)) if splits is None else splits
-    return [summarize(cross_validate(acts[:, i], responses, splits, numerics), subjects)
+    return [summarize(cross_validate(acts[:, i], responses, splits, numerics, ids), subjects)
             for i in _bar(range(acts.shape[1]), progress, "layers")]
 
-
 def best_layer(scores, layer_names, embeddings=False):
-    """The one layer kept per model and dataset -> (its index, the score of every layer (n_layers,)).
-    scores: (n_parts, n_layers) floats, one row per part of the dataset (Pereira2018: its two
-    experiments), averaged layer by layer first (taking each part's own best layer would be biased
-    upward). The embedding outputs are candidates only if `embeddings`: the paper counts blocks."""
+    """The one layer kept per model and dataset -> (its index, every layer's score (n_layers,)). scores:
+    (n_parts, n_layers), Pereira2018's experiments averaged layer by layer first (each part's own best
+    would be biased upward). Embeddings are candidates only if `embeddings`: the paper counts blocks."""
     mean = np.atleast_2d(np.asarray(scores, dtype=np.float64)).mean(axis=0)         # (n_layers,)
     if len(layer_names) != len(mean):
         raise ValueError(f"{len(mean)} layer scores but {len(layer_names)} layer names")
-    candidate = np.array([embeddings or not name.endswith("embeddings") for name in layer_names])
-    if not (candidate & np.isfinite(mean)).any():
+    candidate = np.isfinite(mean) & [embeddings or not name.endswith("embeddings") for name in layer_names]
+    if not candidate.any():
         raise ValueError(f"no candidate layer with a finite score among {list(layer_names)}")
-    values = np.where(candidate & np.isfinite(mean), mean, -np.inf)
-    return int(np.argmax(values)), mean
-
+    return int(np.argmax(np.where(candidate, mean, -np.inf))), mean
 
 def _bar(items, progress, desc):
     if not progress:
@@ -240,13 +233,11 @@ def _bar(items, progress, desc):
 
 RIDGE_PENALTIES = 10.0 ** np.arange(-6, 10)      # cross_val_ridge's lambdas, 1e-6 .. 1e9
 
-
 def zscore(x):
     """(x - mean) / std of every column (axis 0), in float64; a constant column becomes 0, not NaN."""
     x = np.asarray(x, dtype=np.float64)
     sd = x.std(axis=0)
     return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-
 
 def top_components(x, k):
     """PCA as sklearn PCA(k).fit(x) -> (mean (p,), components (k, p)); large inputs by ARPACK (a few
@@ -259,16 +250,33 @@ def top_components(x, k):
     _, s, vt = svds(xc, k=k, v0=np.ones(min(xc.shape)), random_state=0)
     return mean, vt[np.argsort(s)[::-1]]
 
+def pca_training_words(ds, train):
+    """The words whose features fit the fold's PCA, as Toneva & Wehbe's TR_to_word_CV_ind (0f519a0
+    utils/utils.py; get_nlp_features_fixed_length fits PCA(10) on them), quirks kept. Their layout:
+    each run trimmed by 20 TRs at its start and 15 at its end. ds: a time-series data.Dataset; train:
+    the fold's training samples (kfold_splits) -> word indices."""
+    n = len(ds.sample_tr)
+    fold = np.minimum(np.arange(n) // (n // ds.n_folds), ds.n_folds - 1)   # CV_ind(n, n_folds)
+    tr_train = np.isin(fold, fold[train])       # their `ind != ind_num`: the gap TRs (dropped after) train
+    words = np.arange(ds.first_word, len(ds.texts))                         # time_words[20:5176]
+    tr = ds.word_tr[words]                      # words_id: the last TR starting before the word
+    start = np.flatnonzero(np.diff(ds.sample_tr, prepend=-2) != 1)          # each run's first kept sample
+    run = np.maximum(np.searchsorted(ds.sample_tr[start] - 20, tr, side="right"), 1)   # runs[words_id]
+    kept = tr <= ds.n_tr - 15                   # `if words_id[i] <= len(runs) - 15`: later words never fit
+    # offset = 20 * run + 15 * (run - 1), then `- 1`: a word takes the status of the sample before its
+    # TR's; trimmed TRs land on a neighbouring run's samples; run 1's early TRs give negative indices,
+    # which wrap to the last samples (numpy indexing, as in their code)
+    fit = np.zeros(len(words), dtype=bool)
+    fit[kept] = tr_train[tr[kept] - (20 * run[kept] + 15 * (run[kept] - 1)) - 1]
+    return words[fit]
 
 def tr_features(word_features, ds, train, n_components=10, delays=(1, 2, 3, 4)):
-    """Features (n_samples, n_components * len(delays)) of the kept TRs for one fold: PCA fitted on
-    the words shown during the training TRs, the words of each TR averaged (a TR without words gets
-    0), the previous 1-4 TRs concatenated (the haemodynamic delay), z-scored within each run.
-    word_features (n_words, n_features); ds: a time-series data.Dataset; train: sample indices."""
+    """Features (n_samples, n_components * len(delays)) of the kept TRs for one fold, from word_features
+    (n_words, n_features): PCA fitted on pca_training_words, each TR's words averaged (none: 0), the
+    previous 1-4 TRs concatenated (the haemodynamic delay), z-scored within each run."""
     words = np.arange(ds.first_word, len(ds.texts))
     tr_of = ds.word_tr[words]
-    fit = np.isin(tr_of, ds.sample_tr[train])
-    mean, comps = top_components(word_features[words[fit]].astype(np.float64), n_components)
+    mean, comps = top_components(np.float64(word_features[pca_training_words(ds, train)]), n_components)
     z = (word_features[words] - mean) @ comps.T                      # (n_words, k)
     per_tr = np.zeros((ds.n_tr, z.shape[1]))
     np.add.at(per_tr, tr_of, z)
@@ -277,12 +285,10 @@ def tr_features(word_features, ds, train, n_components=10, delays=(1, 2, 3, 4)):
     for j, d in enumerate(delays):
         delayed[d:, j * z.shape[1]:(j + 1) * z.shape[1]] = per_tr[:-d]
     kept = delayed[ds.sample_tr]
-    # runs are the blocks of consecutive TRs that survive trimming at each run's edges
-    run = np.cumsum(np.diff(ds.sample_tr, prepend=ds.sample_tr[0]) != 1)
+    run = np.cumsum(np.diff(ds.sample_tr, prepend=ds.sample_tr[0]) != 1)   # runs: blocks of consecutive TRs
     for r in np.unique(run):
         kept[run == r] = zscore(kept[run == r])
     return kept
-
 
 def inner_folds(n, n_splits=10):
     """sklearn KFold(n_splits), unshuffled: contiguous blocks, the first n % n_splits one longer."""
@@ -292,28 +298,15 @@ def inner_folds(n, n_splits=10):
     edges = np.r_[0, np.cumsum(sizes)]
     return [(np.r_[0:lo, hi:n], np.arange(lo, hi)) for lo, hi in zip(edges[:-1], edges[1:])]
 
-
-def r2_cost(pred, real, var):
-    """1 - R^2 per column, R^2 as ridge_tools.R2: 1 - MSE / var (var = real.var(axis=0)), through
-    nan_to_num: a constant column costs 1 if predicted exactly (0/0), else ~1.8e308, for any penalty."""
-    resid = real - pred
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = 1.0 - (resid * resid).mean(axis=0) / var
-    return 1.0 - np.nan_to_num(r2)
-
-
 def ridge_cv(x, y, penalties=RIDGE_PENALTIES, n_splits=10):
-    """Ridge without intercept, one penalty per target chosen by inner cross-validation ->
-    (weights (p, n_targets), chosen penalty (n_targets,)). x (n, p) and y (n, n_targets): the
-    z-scored training fold. Equals cross_val_ridge(x, y, n_splits, penalties, method='plain')
-    (mtoneva/brain_language_nlp 0f519a0 utils/ridge_tools.py): unshuffled KFold(n_splits); per target
-    the penalty with the least summed (1 - R^2) over the validation blocks (the first on ties); then
-    the ridge weights refitted on all of x with that penalty.
-
-    Why it is cheap: the ridge solution for penalty a is V diag(s / (s^2 + a)) U^T y with x = U S V^T,
-    so one thin SVD per inner fold serves every penalty and every target. With A = x_val V and
-    B = U^T y (once), penalty a predicts (A * d_a) @ B: one (n_val, p) x (p, n_targets) product, where
-    Toneva's code inverts a Gram matrix and forms x^T y anew for each penalty."""
+    """Ridge without intercept, one penalty per target chosen by inner cross-validation -> (weights
+    (p, n_targets), chosen penalty (n_targets,)). x (n, p), y (n, n_targets): the z-scored training
+    fold. Equals cross_val_ridge(x, y, n_splits, penalties, method='plain') (0f519a0 utils/ridge_tools.py):
+    unshuffled KFold(n_splits); per target the penalty with the least summed (1 - R^2) over the
+    validation blocks (the first on ties); the ridge refitted on all of x with that penalty.
+    Why it is cheap: with x = U S V^T the ridge solution for penalty a is V diag(s / (s^2 + a)) U^T y,
+    so one thin SVD per inner fold serves every penalty and target: penalty a predicts (A * d_a) @ B
+    with A = x_val V and B = U^T y, where Toneva's code inverts a Gram matrix per penalty."""
     x, y = _as_matrix("x", x).astype(np.float64), _as_matrix("y", y).astype(np.float64)
     penalties = np.asarray(penalties, dtype=np.float64)
     if x.shape[0] != y.shape[0]:
@@ -321,41 +314,37 @@ def ridge_cv(x, y, penalties=RIDGE_PENALTIES, n_splits=10):
     if penalties.ndim != 1 or penalties.size == 0 or not (penalties > 0).all():
         raise ValueError(f"penalties must be a non-empty 1-D array of positive values, got {penalties!r}")
     cost = np.zeros((penalties.size, y.shape[1]))                    # (n_penalties, n_targets)
-    with np.errstate(over="ignore"):                                 # ~1.8e308 + ~1.8e308 = inf, as r_cv
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         for train, val in inner_folds(x.shape[0], n_splits):
             u, s, vt = np.linalg.svd(x[train], full_matrices=False)
-            a, b = x[val] @ vt.T, u.T @ y[train]                     # (n_val, p), (p, n_targets)
-            real = y[val]
+            a, b, real = x[val] @ vt.T, u.T @ y[train], y[val]       # (n_val, p), (p, n_targets)
             var = real.var(axis=0)
             for i, pen in enumerate(penalties):
-                cost[i] += r2_cost((a * (s / (s ** 2 + pen))) @ b, real, var)
+                # 1 - R^2 as ridge_tools.R2, 1 - MSE / var, through nan_to_num: a constant block costs 1
+                # if predicted exactly (0/0), else ~1.8e308 (and ~1.8e308 twice is inf, as in r_cv)
+                mse = (((a * (s / (s ** 2 + pen))) @ b - real) ** 2).mean(axis=0)
+                cost[i] += 1.0 - np.nan_to_num(1.0 - mse / var)
     best = np.argmin(cost, axis=0)                                   # (n_targets,)
     u, s, vt = np.linalg.svd(x, full_matrices=False)
-    shrink = s[:, None] / (s[:, None] ** 2 + penalties[best])        # (p, n_targets)
-    return vt.T @ (shrink * (u.T @ y)), penalties[best]
-
+    return vt.T @ (s[:, None] / (s[:, None] ** 2 + penalties[best]) * (u.T @ y)), penalties[best]
 
 def cross_validate_time_series(word_features, ds, chunk=20000):
-    """Pearson r of every target on the test folds concatenated -> (r (n_targets,), per-fold r
-    (n_folds, n_targets)). Per fold as run_class_time_CV_fmri_crossval_ridge (0f519a0 utils/utils.py):
-    TR features; train and test features and responses z-scored separately (the test fold on its own
-    statistics: Toneva's choice); ridge_cv. The z-scored test folds and predictions are stacked and
-    correlated, as f341823 all_scripts/plot_pearson.py does. Targets go `chunk` at a time."""
+    """r of every target on the test folds stacked (f341823 all_scripts/plot_pearson.py) -> (r (n_targets,),
+    per fold (n_folds, n_targets)). Per fold as run_class_time_CV_fmri_crossval_ridge (0f519a0 utils/
+    utils.py): TR features; train and test features and responses z-scored apart (the test fold on its own
+    statistics: Toneva's choice); ridge_cv. Targets go `chunk` at a time."""
     splits = kfold_splits(ds.responses.shape[0], ds.n_folds, ds.gap)
     y = ds.responses                                                  # (n_samples, n_targets) float32
     feats = [tr_features(word_features, ds, train) for train, _ in splits]   # (n_samples, 40) each
     r, per_fold = np.empty(y.shape[1]), np.empty((len(splits), y.shape[1]))
     for lo in range(0, y.shape[1], chunk):
-        cols = slice(lo, lo + chunk)
-        preds, reals = [], []
+        cols, preds, reals = slice(lo, lo + chunk), [], []
         for i, (x, (train, test)) in enumerate(zip(feats, splits)):
-            weights = ridge_cv(zscore(x[train]), zscore(y[train, cols]))[0]
-            preds.append(zscore(x[test]) @ weights)
+            preds.append(zscore(x[test]) @ ridge_cv(zscore(x[train]), zscore(y[train, cols]))[0])
             reals.append(zscore(y[test, cols]))
             per_fold[i, cols] = pearson(preds[-1], reals[-1])
         r[cols] = pearson(np.concatenate(preds), np.concatenate(reals))
     return r, per_fold
-
 
 def summarize_time_series(r, per_fold, subjects):
     """Aw & Toneva's aggregation of r (n_targets,) -> Score: the mean over each subject's voxels, then
@@ -372,7 +361,6 @@ def summarize_time_series(r, per_fold, subjects):
 # 6. the paper's Futrell2018 (behaviour): surprisal against self-paced reading times, no fit
 # (Brain-Score's Futrell2018-pearsonr: brain-score/language 1041be4 benchmarks/futrell2018/benchmark.py)
 
-
 def mean_reader(times):
     """Mean over subjects of times (n_words, n_subjects) -> (n_words,), skipping NaN (not read) as
     xarray's mean does. A word nobody read is an error."""
@@ -382,13 +370,11 @@ def mean_reader(times):
                          f"{int(np.argmin(read.any(axis=1)))}) have no reading time from any subject")
     return np.where(read, times, 0.0).sum(axis=1) / read.sum(axis=1)
 
-
 def reading_time_r(surprisal, times, word_in_sentence):
-    """Signed Pearson r between surprisal (n_words,) and the mean reader's reading times (times:
-    (n_words, n_subjects)) over the words not first in their sentence (word_in_sentence != 1), as
-    the benchmark scores them. Brain-Score's score is |r| (1041be4 metrics/pearson_correlation)."""
-    surprisal = np.asarray(surprisal, dtype=np.float64)
-    word_in_sentence = np.asarray(word_in_sentence)
+    """Signed Pearson r between surprisal (n_words,) and the mean reader's times (n_words, n_subjects)
+    over the words not first in their sentence (word_in_sentence != 1), as the benchmark scores them.
+    Brain-Score's score is |r| (1041be4 metrics/pearson_correlation)."""
+    surprisal, word_in_sentence = np.asarray(surprisal, dtype=np.float64), np.asarray(word_in_sentence)
     if surprisal.shape != (len(times),) or word_in_sentence.shape != surprisal.shape:
         raise ValueError(f"surprisal {surprisal.shape} and word_in_sentence {word_in_sentence.shape} must "
                          f"both be ({len(times)},), one value per word of times {np.shape(times)}")
@@ -396,40 +382,31 @@ def reading_time_r(surprisal, times, word_in_sentence):
     for missing, what in ((keep & ~np.isfinite(surprisal), "no surprisal (NaN or inf)"),
                           (keep & np.isnan(times).all(axis=1), "no reading time from any subject")):
         if missing.any():
-            raise ValueError(f"{int(missing.sum())} scored words (the first is word {int(np.argmax(missing))}) "
-                             f"have {what}; only first words of sentences are left out")
+            raise ValueError(f"{int(missing.sum())} scored words (the first is word "
+                             f"{int(np.argmax(missing))}) have {what}; drop them")
     return float(pearson(surprisal[keep, None], mean_reader(times[keep])[:, None])[0])
-
 
 def split_half_ceiling(times, n_splits=10, seed=0):
     """Brain-Score's SplitHalvesConsistency(num_splits=10, split_coordinate='subject_id'): per split,
     |r| between the mean readers of two random halves of the subjects, Spearman-Brown corrected
     (2c / (1 + c)), the median -> (ceiling, corrected (n_splits,), uncorrected (n_splits,))."""
     times = np.asarray(times, dtype=np.float64)
-    n = times.shape[1]
+    n, rng = times.shape[1], np.random.RandomState(seed)
     if n < 2:
         raise ValueError(f"a split-half ceiling needs at least 2 subjects, got {n}")
-    rng = np.random.RandomState(seed)
     uncorrected = np.empty(n_splits)
     for k in range(n_splits):          # choice(subject_ids, n // 2, replace=False), as Brain-Score
         half = np.isin(np.arange(n), rng.choice(n, n // 2, replace=False))
-        try:
-            a, b = mean_reader(times[:, half]), mean_reader(times[:, ~half])
-        except ValueError as err:
-            raise ValueError(f"split {k} of the subjects for the ceiling: {err} in one half") from None
+        a, b = mean_reader(times[:, half]), mean_reader(times[:, ~half])       # nobody read a word: error
         uncorrected[k] = abs(pearson(a[:, None], b[:, None])[0])
     corrected = 2 * uncorrected / (1 + uncorrected)
     return float(np.median(corrected)), corrected, uncorrected
-
 
 def behaviour_score(surprisal, rt):
     """Futrell2018-pearsonr of one model's surprisal (n_words,) on a data.ReadingTimes -> dict: the
     score |r|, the signed r, and the split-half ceiling computed from the data with its splits."""
     r = reading_time_r(surprisal, rt.times, rt.word_in_sentence)
     ceiling, corrected, uncorrected = split_half_ceiling(rt.times)
-    if not ceiling > 0:
-        raise ValueError(f"the reading times give a split-half ceiling of {ceiling}: the subjects do not "
-                         "agree at all, so the file is not usable reading-time data")
     return {"score": abs(r), "r": r, "ceiling": ceiling, "ceiling_splits": corrected.tolist(),
             "ceiling_uncorrected": uncorrected.tolist(), "n_words": int(np.sum(rt.word_in_sentence != 1))}
 
@@ -441,7 +418,6 @@ def behaviour_score(surprisal, rt):
 
 PIPELINE_VERSION = 3      # bump when the scoring semantics change: older records are then recomputed
 PAPER_DATASETS = ("Pereira2018", "Blank2014", "Wehbe2014")      # the paper's Average is their mean
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -458,39 +434,36 @@ class Settings:
     def numerics(self):
         return "float64" if self.brainscore else "brainscore-2023"
 
-
 def _hash(obj):
     import hashlib
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-
 def record_place(info, dataset, settings, parts=None):
-    """Where the record of info (a models.ModelInfo) on `dataset` lives -> (path, key, what produced
-    it). The data are known by their registered sha1s (or those of files given by hand), parts given
-    in memory by a hash of their contents; the model by models.identity."""
+    """Where the record of info (a models.ModelInfo) on `dataset` lives -> (path, key, what produced it):
+    data.fingerprint (parts in memory: a hash of them), models.identity, --brainscore, the pipeline."""
     import data
     import models
     if parts is None:
         data_id = data.fingerprint(dataset, settings.data_dir, files=dict(settings.data_files).get(dataset))
     else:
-        contents = [(vars(p).get("texts") or p.words, getattr(p, "responses", None), getattr(p, "times", None))
-                    for p in parts]
-        data_id = {"checksum": parts[0].checksum, "contents": _hash(repr(contents))}
-    produced = {"pipeline": PIPELINE_VERSION, "dataset": dataset, "data": data_id, "brainscore": settings.brainscore,
+        data_id = {"checksum": parts[0].checksum, "contents": _hash(repr([vars(p) for p in parts]))}
+    produced = {"pipeline": PIPELINE_VERSION, "dataset": dataset, "data": data_id,
+                "brainscore": settings.brainscore,
                 "model": models.identity(info, dtype=settings.dtype, brainscore=settings.brainscore)}
-    folder = "".join(c if c.isalnum() or c in "._-" else "-" for c in info.name)
-    return Path(settings.cache_dir, "scores", folder, f"{dataset}.{_hash(produced)}.json"), _hash(produced), produced
-
+    key, folder = _hash(produced), "".join(c if c.isalnum() or c in "._-" else "-" for c in info.name)
+    return Path(settings.cache_dir, "scores", folder, f"{dataset}.{key}.json"), key, produced
 
 def read_record(path, key, model, dataset):
-    """The record at path if it is whole, of (key, model, dataset) and its scores in range; else None,
-    with a warning that names the file and why, the file moved aside to be recomputed."""
+    """The record at path if whole, of (key, model, dataset), scores in range; else None and a warning
+    naming the file and why, the file moved aside to be recomputed."""
+    import data
     if not Path(path).exists():
         return None
     try:
         rec = json.loads(Path(path).read_text())
-        if (rec["key"], rec["pipeline"], rec["model"], rec["dataset"]) != (key, PIPELINE_VERSION, model, dataset):
-            raise ValueError(f"it is the record of {rec['model']} on {rec['dataset']}, pipeline {rec['pipeline']}")
+        found = (rec["key"], rec["pipeline"], rec["model"], rec["dataset"])
+        if found != (key, PIPELINE_VERSION, model, dataset):
+            raise ValueError(f"it is the record of {found[2]} on {found[3]}, pipeline {found[1]}")
         if not all(type(v) in (int, float) and -1 <= v <= 1
                    for v in [rec["score"]] + [v for p in rec["parts"].values() for v in p["layers"]]):
             raise ValueError("a score is not a number in [-1, 1]")
@@ -498,10 +471,9 @@ def read_record(path, key, model, dataset):
             raise ValueError(f"its best layer {rec['best_layer']} is not one of its {len(rec['layers'])}")
         return rec
     except (OSError, ValueError, KeyError, TypeError) as err:
-        aside = _unique(Path(f"{path}.corrupt"))
+        aside = data.unique(Path(f"{path}.corrupt"))
         os.replace(path, aside)
         warnings.warn(f"score record {path} skipped ({err}); moved aside to {aside.name}, recomputing")
-
 
 def run_one(info, parts, settings):
     """Score one model on one dataset's parts (data.Dataset, or one data.ReadingTimes) -> the
@@ -523,7 +495,8 @@ def run_one(info, parts, settings):
                          for i in _bar(range(acts.shape[1]), True, "layers")]
         else:
             acts = models.extract(source, ds.texts, ds.groups, brainscore=settings.brainscore, **options)
-            per_layer = score_layers(acts, ds.responses, ds.subjects, numerics=settings.numerics, progress=True)
+            per_layer = score_layers(acts, ds.responses, ds.subjects, ds.stimulus_ids, settings.numerics,
+                                     progress=True)
         names = names[:acts.shape[1]]            # T5's word features: its encoder's layers only
         results[ds.name] = {"layers": [s.score for s in per_layer], "mad": [s.mad for s in per_layer],
                             "per_subject": [s.per_subject for s in per_layer]}
@@ -532,40 +505,15 @@ def run_one(info, parts, settings):
             "parts": results, "layers": mean.tolist(), "best_layer": best, "score": float(mean[best]),
             "mad": float(np.mean([p["mad"][best] for p in results.values()]))}
 
-
-def write_atomic(path, text):
-    """Write text to path through a temporary file, flushed to disk, and a rename: never a
-    half-written file, even after a crash; a link at path is replaced, never followed."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _unique(path):
-    """path, else path.1, path.2, ...: the first name not taken (nothing moved aside is overwritten)."""
-    k, candidate = 0, Path(path)
-    while candidate.exists():
-        k, candidate = k + 1, Path(f"{path}.{k + 1}")
-    return candidate
-
-
 def run(infos, datasets, settings, out, loaded=None):
-    """Every model on every dataset, each (model, dataset) read from its record or scored and then
-    recorded; then the tables and figures, written to `out` as a whole -> the tables.
-    infos: [models.ModelInfo]; datasets: names; loaded: {dataset: parts} given in memory (the demo).
-    Every record's place is known before anything loads; the datasets still needed are all loaded
-    before the first model, and one error names every dataset that cannot be had."""
+    """Every model (infos: [models.ModelInfo]) on every dataset, read from its record or scored and
+    recorded; the tables and figures written to `out` whole -> the tables. The datasets still needed
+    (loaded: {dataset: parts} in memory, the demo's) load before any model; one error names all missing."""
     import data
     loaded, places, errors = dict(loaded or {}), {}, {}
-    run_id = {"models": [i.name for i in infos], "datasets": list(datasets), "settings": {
-        k: getattr(settings, k) for k in ("brainscore", "layer_choice", "dtype", "data_files")}}  # what sets the numbers
+    numbers = ("brainscore", "layer_choice", "dtype", "data_files")           # what sets the numbers
+    run_id = {"models": [i.name for i in infos], "datasets": list(datasets),
+              "settings": {k: getattr(settings, k) for k in numbers}}
     check_out(out, run_id)
     for d in datasets:
         try:
@@ -584,45 +532,40 @@ def run(infos, datasets, settings, out, loaded=None):
         for d in datasets:
             (path, key, produced), rec = places[info.name, d], records[info.name, d]
             if rec is None:
-                rec = records[info.name, d] = {"model": info.name, "dataset": d, "key": key, "produced": produced,
-                                               "pipeline": PIPELINE_VERSION, **run_one(info, loaded[d], settings)}
-                write_atomic(path, json.dumps(rec, indent=1))
+                rec = records[info.name, d] = {"model": info.name, "dataset": d, "key": key,
+                                               "pipeline": PIPELINE_VERSION, "produced": produced,
+                                               **run_one(info, loaded[d], settings)}
+                data.write_atomic(path, json.dumps(rec, indent=1))
             layer = f", layer {rec['layer_names'][rec['best_layer']]}" if rec["parts"] else ""
             print(f"{info.name} | {d}: {rec['score']:.4f}{layer}", flush=True)
-    records = list(records.values())
+    records, info = list(records.values()), {i.name: i for i in infos}
     synthetic = any(rec["produced"]["data"]["checksum"] == "synthetic" for rec in records)
-    info = {i.name: i for i in infos}
     scores, layers = collect(records, settings)
     all_tables = tables(scores, layers, info, records, settings)
+    versions = {m: getattr(sys.modules.get(m), "__version__", None) for m in ("numpy", "scipy", "torch")}
     config = {**run_id, "all settings": vars(settings), "pipeline": PIPELINE_VERSION, "synthetic": synthetic,
-              "split_seed": 1, "bootstrap_seed": 0, "records": {f"{r['model']} | {r['dataset']}": r["key"]
-                                                               for r in records},
-              "versions": {m: getattr(sys.modules.get(m), "__version__", None)
-                           for m in ("numpy", "scipy", "torch", "transformers")}}
-    write_report(out, all_tables, config, figures(records, scores, info, synthetic), synthetic)
+              "split_seed": 1, "bootstrap_seed": 0, "versions": versions, "keys": [r["key"] for r in records]}
+    write_report(out, all_tables, config, figures(scores, info, synthetic), synthetic)
     return all_tables
 
 
 # -----------------------------------------------------------------------------
 # 8. the paper's tables: alignment per model, tuned vs vanilla, correlations, ceilings
 
-
 def collect(records, settings):
-    """Records -> ({model: {dataset: score, "Average": mean over the PAPER_DATASETS run}}, {model:
-    {dataset: layer read}}). layer_choice "pereira": the Brain-Score datasets read at the layer
-    chosen on Pereira2018, as the authors registered one layer per model ("layer assignment based
-    on choosing the maximally scoring layer on Pereira2018-encoding", brain-score/language f9a403e
-    models/t5/__init__.py, 91c88b1 models/llama/__init__.py). --brainscore: each part divided by its
-    ceiling and clipped to [0, 1], then averaged (Brain-Score's ceiling_normalize); behaviour by the
-    ceiling computed from the data."""
+    """Records -> ({model: {dataset: score, "Average": mean over the PAPER_DATASETS run}}, {model: {dataset:
+    layer}}). layer_choice "pereira": Brain-Score's datasets at the layer chosen on Pereira2018 ("layer
+    assignment based on choosing the maximally scoring layer on Pereira2018-encoding", brain-score/language
+    f9a403e models/t5/__init__.py, 91c88b1 models/llama/__init__.py). --brainscore: each part / its ceiling,
+    clipped to [0, 1], then averaged (ceiling_normalize); behaviour by the ceiling of the data."""
     import data
     scores, layers = {}, {}
     pereira = {r["model"]: r for r in records if r["dataset"] == "Pereira2018"}
     for rec in records:
         m, d, ref = rec["model"], rec["dataset"], pereira.get(rec["model"])
         if rec["kind"] == "behaviour":
-            scores.setdefault(m, {})[d] = float(np.clip(rec["score"] / (rec["ceiling"] if settings.brainscore
-                                                                        else 1.0), 0, 1))
+            ceiling = rec["ceiling"] if settings.brainscore else 1.0
+            scores.setdefault(m, {})[d] = float(np.clip(rec["score"] / ceiling, 0, 1))
             continue
         best = rec["best_layer"]
         if settings.layer_choice == "pereira" and ref and rec["kind"] == "brain" \
@@ -640,7 +583,6 @@ def collect(records, settings):
             s["Average"] = float(np.mean([s[d] for d in sorted(run)]))
     return scores, layers
 
-
 def relative_change(tuned, vanilla):
     """Per cent change of the tuned model's score over its vanilla base; NaN where the base is not a
     positive number (a ratio to 0 is undefined, and to a negative base it flips the sign)."""
@@ -649,30 +591,19 @@ def relative_change(tuned, vanilla):
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(ok, 100.0 * (tuned - vanilla) / np.where(ok, vanilla, 1.0), np.nan)
 
-
 def bh_fdr(p):
     """Benjamini-Hochberg adjusted p-values, (n,) -> (n,)."""
     p = np.asarray(p, dtype=float)
-    order = np.argsort(p)
+    order, out = np.argsort(p), np.empty(len(p))
     ranked = p[order] * len(p) / np.arange(1, len(p) + 1)
-    out = np.empty_like(p)
     out[order] = np.minimum(np.minimum.accumulate(ranked[::-1])[::-1], 1.0)
     return out
 
-
-def bootstrap_ci(values, n_boot=10000, seed=0, level=0.95):
-    """Percentile bootstrap confidence interval of the mean of values -> (low, high)."""
-    values = np.asarray(values, dtype=float)
-    means = values[np.random.default_rng(seed).integers(0, len(values), (n_boot, len(values)))].mean(axis=1)
-    return tuple(np.quantile(means, [(1 - level) / 2, (1 + level) / 2]).tolist())
-
-
 def compare_pairs(scores, pairs, columns, headline=PAPER_DATASETS):
-    """Instruction tuning over pairs [(tuned, vanilla)] -> dict: a row per pair (per-column % change
-    and difference, or a note when a side was not run or the vanilla score is <= 0: no percentage
-    there, left out of that mean), the "mean" of each column, the "headline" (the mean of the
-    `headline` columns' means), how many pairs "improved" on the Average, a Wilcoxon signed-rank p
-    and a bootstrap 95% CI of the mean Average change."""
+    """Instruction tuning over pairs [(tuned, vanilla)] -> dict: a row per pair (% change and difference
+    per column; none where the vanilla score is <= 0, which a note says), each column's "mean", the
+    "headline" (the mean of the `headline` columns' means), how many pairs "improved" on the Average,
+    and a Wilcoxon signed-rank p of the tuned against the vanilla Average scores."""
     rows, left_out = [], 0
     for tuned, vanilla in pairs:
         if tuned not in scores or vanilla not in scores:
@@ -681,23 +612,21 @@ def compare_pairs(scores, pairs, columns, headline=PAPER_DATASETS):
             continue
         both = [c for c in columns if c in scores[tuned] and c in scores[vanilla]]
         change = {c: float(relative_change(scores[tuned][c], scores[vanilla][c])) for c in both}
-        rows.append({"tuned": tuned, "vanilla": vanilla, **{c: v for c, v in change.items() if np.isfinite(v)},
-                     **{f"{c} diff": scores[tuned][c] - scores[vanilla][c] for c in both}})
+        rows.append({"tuned": tuned, "vanilla": vanilla} | {c: v for c, v in change.items()
+                                                             if np.isfinite(v)})
+        rows[-1].update({f"{c} diff": scores[tuned][c] - scores[vanilla][c] for c in both})
         if bad := [c for c in both if not np.isfinite(change[c])]:
             left_out += 1
             rows[-1]["note"] = f"vanilla score <= 0 on {', '.join(bad)}: no relative change there"
     mean = {c: float(np.mean([r[c] for r in rows if c in r])) for c in columns if any(c in r for r in rows)}
     means, avg = [mean[d] for d in headline if d in mean], [r for r in rows if "Average" in r]
-    out = {"rows": rows, "mean": mean, "n_pairs": len(avg), "left_out": left_out,
-           "headline": float(np.mean(means)) if means else float("nan"),
-           "improved": sum(r["Average"] > 0 for r in avg)}
+    out = {"rows": rows, "mean": mean, "n_pairs": len(avg), "left_out": left_out, "improved":
+           sum(r["Average"] > 0 for r in avg), "headline": float(np.mean(means)) if means else float("nan")}
     if len(avg) >= 2:
         import scipy.stats
         t, v = np.array([(scores[r["tuned"]]["Average"], scores[r["vanilla"]]["Average"]) for r in avg]).T
         out["wilcoxon_p"] = float(scipy.stats.wilcoxon(t, v).pvalue) if np.any(t != v) else 1.0
-        out["ci95"] = bootstrap_ci(relative_change(t, v))
     return out
-
 
 def correlations(scores, info):
     """Pearson r (and Benjamini-Hochberg p) of the Average score with log10(parameters) over the tuned
@@ -718,16 +647,14 @@ def correlations(scores, info):
         row["p_fdr"] = float(q)
     return rows
 
-
 def paper_value(model_info, dataset, scores=None):
     """The paper's score of a model on a dataset (Table 5; Table 9 for Futrell2018), or None; for the
     Average, None unless `scores` (ours for the model) hold all three datasets the paper averaged."""
     if model_info is None or (dataset == "Average" and not set(PAPER_DATASETS) <= set(scores or ())):
         return None
-    values = dict(zip(PAPER_DATASETS + ("Average",), model_info.paper or ()))
-    value = model_info.futrell if dataset == "Futrell2018" else values.get(dataset)
+    value = model_info.futrell if dataset == "Futrell2018" else \
+        dict(zip(PAPER_DATASETS + ("Average",), model_info.paper or ())).get(dataset)
     return value if value is not None and np.isfinite(value) else None
-
 
 def tables(scores, layers, info, records, settings):
     """The report's tables -> {title: rows (list of dicts)}. info: {model: models.ModelInfo}."""
@@ -743,97 +670,78 @@ def tables(scores, layers, info, records, settings):
             if paper is not None and d in scores[m] and not settings.brainscore:
                 alignment[-1] |= {f"{d} paper": paper, f"{d} diff": scores[m][d] - paper}
         alignment[-1]["layers"] = " ".join(f"{d[0]}:{name}" for d, name in layers.get(m, {}).items())
-    pairs = [(m, i.base) for m, i in info.items() if i.base]
+    pairs, comparison = [(m, i.base) for m, i in info.items() if i.base], []
     published = {m: {d: paper_value(i, d, PAPER_DATASETS) for d in columns} for m, i in info.items()}
-    comparison = []
-    for label, source in (("ours", scores), ("the paper", published)):
+    for label, source in (("ours", scores), ("the paper", published)):      # the paper's on the same pairs
         cmp = compare_pairs({m: {d: v for d, v in s.items() if v is not None} for m, s in source.items()},
                             pairs, columns)
-        if label == "ours":
-            comparison += [{k: _percent(v) if k in columns else v for k, v in r.items()} for r in cmp["rows"]]
+        comparison += [{k: _cell(v, "%") if k in columns else v for k, v in r.items()}
+                       for r in cmp["rows"] if label == "ours"]
         if cmp["n_pairs"]:
-            note = f"headline {cmp['headline']:+.2f}%; {cmp['improved']}/{cmp['n_pairs']} improved"
-            if "wilcoxon_p" in cmp:
-                note += f"; Wilcoxon p = {cmp['wilcoxon_p']:.3g}; 95% CI [{cmp['ci95'][0]:+.1f}%, " \
-                        f"{cmp['ci95'][1]:+.1f}%]"
-            comparison.append({"tuned": f"mean of {cmp['n_pairs']} pairs ({label})", "vanilla": "",
-                               **{c: _percent(v) for c, v in cmp["mean"].items()},
-                               "note": note + f"; {cmp['left_out']} pair(s) with a vanilla score <= 0"})
-    ceilings = [{"dataset": d, "published ceiling": data.ceiling(d), "split-half ceiling of the data": None}
-                for d in columns if d in data.DATASETS]
-    for row in ceilings:
-        computed = [r["ceiling"] for r in records if r["dataset"] == row["dataset"] and r["kind"] == "behaviour"]
-        row["split-half ceiling of the data"] = float(np.median(computed)) if computed else None
+            note = (f"headline {cmp['headline']:+.2f}%; {cmp['improved']}/{cmp['n_pairs']} improved; "
+                    f"Wilcoxon p = {cmp.get('wilcoxon_p', np.nan):.3g}; {cmp['left_out']} with vanilla <= 0")
+            comparison.append({"tuned": f"mean of {cmp['n_pairs']} pairs ({label})", "vanilla": "", **{
+                c: _cell(v, "%") for c, v in cmp["mean"].items()}, "note": note})
+    computed = {r["dataset"]: r["ceiling"] for r in records if r["kind"] == "behaviour"}
+    ceilings = [{"dataset": d, "published ceiling": data.ceiling(d), "split-half ceiling of the data":
+                 computed.get(d)} for d in columns if d in data.DATASETS]
     return {"Brain alignment per model" + (" (ceiling-normalised)" if settings.brainscore else ""): alignment,
             "Instruction tuning: tuned vs vanilla (relative change)": comparison,
             "Correlation of the Average score with model properties": correlations(scores, info),
             "Noise ceilings": ceilings}
 
-
 def _params(model_info):
-    params = getattr(model_info, "params", None)
-    return params if params is not None and np.isfinite(params) else 0.0
+    return np.nan_to_num(getattr(model_info, "params", 0.0))
 
-
-def _percent(value):
-    """A per cent change as the tables print it ("+6.2%"); anything else (None, a note) as it is."""
-    return f"{value:+.1f}%" if isinstance(value, float) else value
-
-
-def _cell(value):
+def _cell(value, unit=""):
+    """A table cell: "-" for None, a per cent change as "+6.2%", else 0.123, +1.2 or 1e-08."""
     if not isinstance(value, float):
-        return "-" if value is None else str(value)
-    if abs(value) >= 1:
-        return f"{value:+.1f}"
+        return "-" if value is None else value
+    if unit or abs(value) >= 1:
+        return f"{value:+.1f}{unit}"
     return f"{value:.3f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2g}"
-
 
 def markdown(rows):
     """A Markdown table from a list of dicts (the keys of all rows, in order, are the columns)."""
     cols = list(dict.fromkeys(k for r in rows for k in r))
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    return "\n".join(lines + ["| " + " | ".join(_cell(r.get(c)) for c in cols) + " |" for r in rows])
+    return "\n".join(lines + ["| " + " | ".join(str(_cell(r.get(c))) for c in cols) + " |" for r in rows])
 
 
 # -----------------------------------------------------------------------------
-# 9. figures (matplotlib is optional and imported only here): ours against the paper, the paper's
-# tuned-vs-vanilla bars, every layer's score. Each returns a matplotlib Figure, or None.
+# 9. figures (matplotlib is optional and imported only here): ours against the paper, and the paper's
+# tuned-vs-vanilla bars. Each returns a matplotlib Figure, or None. Every layer's score is in the records.
 
 SYNTHETIC = "SYNTHETIC: tiny random-weight models and planted responses, not real results"
 
-
-def figures(records, scores, info, synthetic=False):
+def figures(scores, info, synthetic=False):
     """{file name: Figure} of the figures this run has data for; {} without matplotlib."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         print("matplotlib is not installed: no figures (pip install matplotlib)", file=sys.stderr)
         return {}
-    made = {"reproduction.png": fig_reproduction(scores, info),
-            "tuned_vs_vanilla.png": fig_tuned_vs_vanilla(scores, info), "layers.png": fig_layers(records)}
+    made = {"reproduction.png": fig_reproduction(scores, info), "tuned_vs_vanilla.png":
+            fig_tuned_vs_vanilla(scores, info)}
     made = {name: fig for name, fig in made.items() if fig is not None}
     for fig in made.values() if synthetic else ():
-        fig.text(0.5, 0.5, "SYNTHETIC", ha="center", va="center", rotation=30, fontsize=60, color="red", alpha=0.25)
-        fig.suptitle(SYNTHETIC, color="red", fontsize=9)
+        fig.text(0.5, 0.5, "SYNTHETIC", ha="center", va="center", rotation=30, size=60, color="r", alpha=0.25)
+        fig.suptitle(SYNTHETIC, color="r", fontsize=9)
     return made
-
 
 def _figure(n_panels, width, height, n_cols):
     """A Figure drawn without pyplot (nothing global changes) and its n_panels axes on a grid."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    n_rows = -(-n_panels // n_cols)
-    fig = Figure(figsize=(width * n_cols, height * n_rows + 0.8), layout="constrained")
+    fig = Figure(figsize=(width * n_cols, height * -(-n_panels // n_cols) + 0.8), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    axes = fig.subplots(-(-n_panels // n_cols), n_cols, squeeze=False).ravel()
     for ax in axes[n_panels:]:
         ax.remove()
     return fig, list(axes[:n_panels])
 
-
 def fig_reproduction(scores, info):
-    """Our score (x) against the paper's (y), a panel per dataset and the Average, the identity line;
-    open circles vanilla, filled triangles tuned. Points without a finite score are left out."""
+    """Ours (x) against the paper's (y) per dataset and the Average: circles vanilla, triangles tuned."""
     panels = {}
     for d in PAPER_DATASETS + ("Futrell2018", "Average"):
         pts = [(s[d], paper_value(info.get(m), d, s), bool(info[m].base)) for m, s in scores.items()
@@ -849,17 +757,14 @@ def fig_reproduction(scores, info):
         for tuned, marker, face in ((0, "o", "none"), (1, "^", "C0")):
             ax.scatter(*pts[pts[:, 2] == tuned, :2].T, marker=marker, facecolors=face, edgecolors="C0",
                        label="tuned" if tuned else "vanilla")
-        ax.set(xlim=(lo, hi), ylim=(lo, hi), aspect="equal", xlabel="ours",
-               ylabel=f"paper (Table {9 if d == 'Futrell2018' else 5})")
-        ax.set_title(f"{d} (n = {len(pts)})\nmean |ours - paper| = {np.abs(pts[:, 0] - pts[:, 1]).mean():.3f}",
-                     fontsize=9)
+        ax.set(xlim=(lo, hi), ylim=(lo, hi), aspect="equal", xlabel="ours", ylabel="the paper")
+        gap = np.abs(pts[:, 0] - pts[:, 1]).mean()
+        ax.set_title(f"{d} (n = {len(pts)})\nmean |ours - paper| = {gap:.3f}", fontsize=9)
     axes[0].legend(fontsize=8)
     return fig
 
-
 def fig_tuned_vs_vanilla(scores, info):
-    """The paper's bars: each vanilla model (light) and the models tuned from it (dark), a panel per
-    dataset and the Average; a black diamond marks the paper's value. NaN scores get no bar."""
+    """The paper's bars per dataset: each vanilla model (light), its tunes (dark), the paper's (diamond)."""
     groups = {}
     for m in sorted(scores):
         if getattr(info.get(m), "base", None) in scores:
@@ -880,28 +785,8 @@ def fig_tuned_vs_vanilla(scores, info):
     return fig
 
 
-def fig_layers(records):
-    """Every layer's score against its index, a panel per dataset part, a line per model, a star on
-    the layer kept. Embedding outputs are scored but never candidates (the paper counts blocks), so
-    a star can sit below its curve's highest point."""
-    curves = [(rec["model"], part, np.asarray(p["layers"], dtype=float), rec["best_layer"])
-              for rec in records for part, p in rec["parts"].items()]
-    parts = list(dict.fromkeys(c[1] for c in curves))
-    if not parts:
-        return None
-    fig, axes = _figure(len(parts), 3.6, 3.0, min(len(parts), 3))
-    for ax, part in zip(axes, parts):
-        for k, (model, _, layers, best) in enumerate(c for c in curves if c[1] == part):
-            ax.plot(np.arange(len(layers)), layers, color=f"C{k % 10}", lw=1, label=model)
-            ax.plot(best, layers[best], "*", color=f"C{k % 10}", ms=9)
-        ax.set(title=part, xlabel="layer (0 = embeddings)", ylabel="score")
-    axes[0].legend(fontsize=7, title="star: the layer kept; embeddings\nare never candidates", title_fontsize=7)
-    return fig
-
-
 # -----------------------------------------------------------------------------
 # 10. the report folder and the command line
-
 
 def check_out(out, run_id):
     """--out must be a folder that can be written, holding nothing or this same run's report."""
@@ -915,15 +800,13 @@ def check_out(out, run_id):
             raise ValueError(f"--out {out} holds files that are not a brainalign report; give another folder")
         if {k: earlier.get(k) for k in run_id} != json.loads(json.dumps(run_id)):
             raise ValueError(f"--out {out} holds the report of another run (models "
-                             f"{', '.join(earlier.get('models', []))}; ...); give another --out, or delete it")
+                             f"{', '.join(earlier.get('models', []))}, ...): use another --out or delete it")
     if not os.access(out.resolve().parent if out.resolve().parent.exists() else Path.cwd(), os.W_OK):
         raise ValueError(f"--out {out}: {out.resolve().parent} cannot be written; give another folder")
 
-
 def write_report(out, all_tables, config, figs, synthetic=False):
-    """The tables (Markdown on stdout; Markdown, CSV and JSON files), config.json and the figures,
-    written into a new temporary folder that then replaces `out` whole: a crash, Ctrl-C or a full
-    disk leaves the earlier report as it was and nothing half-written."""
+    """The tables (on stdout; Markdown, CSV, JSON), config.json and the figures, written into a new folder
+    that then replaces `out` whole: a crash, Ctrl-C or a full disk leaves the earlier report as it was."""
     import csv
     import shutil
     import tempfile
@@ -944,15 +827,14 @@ def write_report(out, all_tables, config, figs, synthetic=False):
         for name, fig in figs.items():
             fig.savefig(tmp / name, format="png", dpi=120)
         check_out(out, {k: config[k] for k in ("models", "datasets", "settings")})   # again: a run at once?
-        old = _unique(out.with_name(f".{out.name}.old"))
+        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old"))
         if out.exists():
-            os.replace(out, old)                 # this run's own earlier report: it goes only once we are done
+            os.replace(out, old / "report")      # this run's own earlier report: it goes once we are done
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("\n".join(text))
-
 
 def parse_args(argv=None):
     """The command line -> (model names, dataset names, Settings, out), every option checked."""
@@ -963,30 +845,25 @@ def parse_args(argv=None):
     what = p.add_mutually_exclusive_group()
     what.add_argument("--all", action="store_true", help="the paper's 25 models, and Futrell2018 too")
     what.add_argument("--models", nargs="+", metavar="NAME", default=["t5-small", "flan-t5-small"],
-                      help="registry names, hub ids or model folders (default: T5 v1.1 small vs Flan-T5 small)")
+                      help="registry names, hub ids or model folders")
     p.add_argument("--datasets", nargs="+", choices=list(data.DATASETS), help="default: the paper's three")
-    p.add_argument("--brainscore", action="store_true", help="Brain-Score 2.3.0's semantics instead of the "
-                   "authors' code: token_type_ids passed, every block's output, a float64 fit, embeddings "
-                   "among the candidates, ceiling-normalised scores")
-    p.add_argument("--layer-choice", default="dataset", choices=["dataset", "pereira"], help="each dataset's "
-                   "best layer (the paper's text), or Blank2014 read at Pereira2018's (its registrations)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps, or map (device_map='auto')")
+    p.add_argument("--brainscore", action="store_true", help="Brain-Score 2.3.0's semantics (README)")
+    p.add_argument("--layer-choice", default="dataset", choices=["dataset", "pereira"],
+                   help="each dataset's best layer, or Blank2014 at Pereira2018's (the registrations)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps, map (device_map='auto')")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--cache-dir", default=os.environ.get("BRAINALIGN_CACHE", "~/.cache/brainalign"))
     p.add_argument("--data-dir", help="where the dataset files are or go (env BRAINALIGN_DATA)")
     p.add_argument("--data-file", action="append", default=[], metavar="DATASET=PATH",
-                   help="read DATASET from PATH without its checksum (another packaging of the same data)")
+                   help="read DATASET from PATH without its checksum")
     p.add_argument("--out", default="results", help="folder for the tables and figures")
     args = p.parse_args(argv)
     if args.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
-    names = args.models
-    if args.all:
-        import models
-        names = [m for m, i in models.MODELS.items() if i.in_paper]
-    datasets = args.datasets or list(PAPER_DATASETS) + ["Futrell2018"] * args.all
-    files = {}
+    import models
+    names = [m for m, i in models.MODELS.items() if i.in_paper] if args.all else args.models
+    datasets, files = args.datasets or list(PAPER_DATASETS) + (["Futrell2018"] if args.all else []), {}
     for item in args.data_file:
         name, _, path = item.partition("=")
         if name not in datasets or not path:
@@ -996,7 +873,6 @@ def parse_args(argv=None):
                         str(Path(args.cache_dir).expanduser().resolve()), args.data_dir,
                         tuple((d, tuple(f)) for d, f in files.items()))
     return names, datasets, settings, args.out
-
 
 def main(argv=None):
     names, datasets, settings, out = parse_args(argv)

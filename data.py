@@ -1,28 +1,15 @@
 """The brain datasets brainalign scores against: downloaded, verified, cached, loaded as numpy arrays.
 
-`DATASETS` (keys = CLI choices) holds every fact about a dataset: files (URLs, sha1), citation, the
-published ceiling of each part (the only copy in the project) and its loader; `load(name)` returns the
-parts to score and average. Pereira2018 (fMRI, 627 sentences, two parts), Blank2014 (fMRI, 1,317 story
-fragments x 60 fROIs) and Fedorenko2016 (ECoG, 416 words x 97 electrodes; not in the paper) are
-Brain-Score files; Wehbe2014 (fMRI, Harry Potter ch. 9, 8 subjects) is Toneva & Wehbe's preprocessed
-release, placed by hand; Futrell2018 (reading times, 10,256 words x 180 subjects; Brain-Score's file)
-is behavioural: one `ReadingTimes`, scored against model surprisal.
-
-How the data are prepared, and the source of each choice:
-- Brain-Score's NetCDF4 (HDF5) files are read with h5py. Selection as in its benchmarks/*/benchmark.py:
-  Pereira2018 one experiment at a time, neuroids with any NaN in it dropped, context = passage_label;
-  Blank2014 context = story; Fedorenko2016 context = sentence_id, text = `stimulus`, else `word`.
-- Rows in stored order: Brain-Score's ShuffleSplit(10, train 0.9, random_state=1) runs over them in
-  that order and it feeds each passage/story to the model in it. Its fit sorts each split by
-  stimulus_id (1041be4 metrics/linear_predictivity/metric.py `sortby`), so `Dataset.stimulus_ids`
-  keeps the ids as stored (strings sort as strings, "Boar.10.0" < "Boar.2.0"; integers as integers).
-  A group stored out of presentation order (Pereira stimulus_num; Blank sentence_number_in_story,
-  part_number_in_sentence; Fedorenko word_num) is sorted within its positions, with a warning.
-- Wehbe2014 and Futrell2018: see their sections. Our choices where the paper is silent: Wehbe2014's
-  20-word windows and all voxels of every subject.
-Left out: xarray, Brain-Score's ceiling estimation (ceilings are the published numbers), ROI masks,
-and the raw CMU release of Wehbe2014 (not smoothed, so not the paper's input).
-Run: python data.py Fedorenko2016 path/to/assy_Fedorenko2016_language.nc   (or a folder, or no path)
+`DATASETS` (keys = CLI choices) holds every fact about a dataset: files (URLs, sha1), citation, loader and
+each part's published ceiling (the only copy in the project); `load(name)` returns the parts to score and
+average. `write_atomic` and `unique` are the project's one way to write a file and to move one aside.
+Brain-Score's NetCDF4 files are read with h5py and selected as its benchmarks/*/benchmark.py select them,
+rows in stored order: its ShuffleSplit(10, train 0.9, random_state=1) runs over them in that order and it
+feeds each passage/story to the model in it. Wehbe2014 is Toneva & Wehbe's preprocessed release, placed by
+hand; Futrell2018 (reading times) is behavioural. Ours where the paper is silent: Wehbe2014's 20-word
+windows and all voxels of every subject. Left out: xarray, Brain-Score's ceiling estimation (ceilings are
+the published numbers), ROI masks, the raw CMU release of Wehbe2014 (not smoothed: not the paper's input).
+Run: python data.py Fedorenko2016 [FOLDER | path/to/assy_Fedorenko2016_language.nc]
 """
 from __future__ import annotations
 
@@ -43,7 +30,6 @@ from tqdm.auto import tqdm
 
 
 # --------------------------------------------------------------------------- types
-
 @dataclass(frozen=True)
 class Dataset:
     name: str                  # part name: "Pereira2018.243sentences", "Blank2014", "Wehbe2014", ...
@@ -61,8 +47,7 @@ class Dataset:
     gap: int = 0                         # TRs dropped at each train/test boundary (5)
     window: int = 0                      # words per word-feature window (20)
     files: dict = field(default_factory=dict)   # file name -> sha1 of what was read (score records keep it)
-    checksum: str = "synthetic"  # "verified" (sha1 as registered), "unpublished" (no sha1 published),
-                                 # "skipped" (files given by hand, --data-file), "synthetic"
+    checksum: str = "synthetic"  # "verified" | "unpublished" | "skipped" | "synthetic": see fingerprint()
 
 
 @dataclass(frozen=True)
@@ -98,7 +83,41 @@ class DatasetInfo:
     behaviour: bool = False                # reading times, scored against surprisal
 
 
-# --------------------------------------------------------------------------- download and verify
+# --------------------------------------------------------------------------- files: write, download, verify
+_UMASK = os.umask(0o022)     # the process's umask, read once (os.umask sets it: set it straight back)
+os.umask(_UMASK)
+
+
+def write_atomic(path: str | Path, write: bytes | str | Callable) -> Path:
+    """Write bytes, str (UTF-8) or what write(binary file) writes to a temp file beside path, fsync, rename it
+    over path: never half a file. Mode 0o666 & ~umask, as open() gives; a link at path is replaced, not
+    followed; any exception (Ctrl-C too) removes the temp file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(write):
+                write(f)
+            else:
+                f.write(write.encode() if isinstance(write, str) else write)
+            f.flush()
+            os.chmod(tmp, 0o666 & ~_UMASK)                 # mkstemp gives 0o600: others could not read it
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+def unique(path: str | Path) -> Path:
+    """path if nothing (not even a link) is there, else the first free path.1, path.2, ..."""
+    k, candidate = 0, Path(path)
+    while os.path.lexists(candidate):
+        k, candidate = k + 1, Path(f"{path}.{k + 1}")
+    return candidate
+
 
 class DownloadError(RuntimeError):
     """A dataset file is missing, could not be downloaded, or failed its checksum."""
@@ -106,9 +125,7 @@ class DownloadError(RuntimeError):
 
 def data_home(data_dir: str | Path | None = None) -> Path:
     """data_dir, else $BRAINALIGN_DATA, else ~/.cache/brainalign/data."""
-    default = Path.home() / ".cache" / "brainalign" / "data"
-    path = Path(data_dir if data_dir is not None else os.environ.get("BRAINALIGN_DATA") or default)
-    path = path.expanduser()
+    path = Path(data_dir or os.environ.get("BRAINALIGN_DATA") or "~/.cache/brainalign/data").expanduser()
     if path.exists() and not path.is_dir():
         raise ValueError(f"data dir {path} is a file; give the folder that holds the dataset files "
                          f"(or read the file under its own name with files=[path], --data-file)")
@@ -143,14 +160,12 @@ def _fetch(info: DatasetInfo, folder: Path, download: bool) -> list[Path]:
 
 def _fetch_file(remote: Remote, path: Path, download: bool) -> Path:
     if path.exists():
-        _check_sha1(path, remote)
-        return path
+        return _verified(path, remote)
     tried = [] if download else [f"{path} does not exist and downloading is off."]
     for url in remote.urls if download else ():
         try:
             _download(url, path)
-            _check_sha1(path, remote)
-            return path
+            return _verified(path, remote)
         except (OSError, http.client.HTTPException, DownloadError) as e:
             tried.append(f"could not download {remote.name} from {url}\n    -> {e}")
     urls = "".join(f"\n  {url}" for url in remote.urls)
@@ -160,45 +175,34 @@ def _fetch_file(remote: Remote, path: Path, download: bool) -> Path:
 
 
 def _download(url: str, path: Path) -> None:
-    """Stream url to a temp file next to path, then rename it into place; nothing half-written stays."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+    """Stream url into path through write_atomic: nothing half-downloaded stays."""
+    def stream(out):
+        with urllib.request.urlopen(url, timeout=60) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=path.name, disable=None) as bar:
                 while chunk := response.read(1 << 20):
                     bar.update(out.write(chunk))
-            done = out.tell()
-        if total is not None and done != total:
-            raise DownloadError(f"download interrupted after {done:,} of {total:,} bytes; nothing kept")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if total is not None and out.tell() != total:
+            raise DownloadError(f"download interrupted after {out.tell():,} of {total:,} bytes; nothing kept")
+    write_atomic(path, stream)
 
 
-def _check_sha1(path: Path, remote: Remote) -> None:
-    """A file that is not the registered one is refused and moved aside to the first free name of
-    f.nc.bad, f.nc.2.bad, ...: an earlier copy is never overwritten."""
+def _verified(path: Path, remote: Remote) -> Path:
+    """path if its sha1 is the registered one; else it is refused and moved aside to unique(path.bad)."""
     if remote.sha1 is None or (got := sha1sum(path)) == remote.sha1:
-        return
-    k = 1
-    while (bad := path.with_name(path.name + (f".{k}" if k > 1 else "") + ".bad")).exists():
-        k += 1
+        return path
     try:
-        os.replace(path, bad)
-        moved = f"it was moved aside to {bad} and will not be used"
+        os.replace(path, bad := unique(f"{path}.bad"))
+        moved = f"was moved aside to {bad}"
     except OSError as e:             # a read-only data folder: say what is wrong all the same
-        moved = f"it could not be moved aside ({e.strerror}) and will not be used"
-    raise DownloadError(f"{path} has sha1 {got}, expected {remote.sha1} (truncated or a different file); "
-                        f"{moved}. Run again to download a fresh copy, put the right file at {path}, or "
-                        f"read another packaging of the same data without the checksum: --data-file "
-                        f"DATASET={path}.")
+        moved = f"could not be moved aside ({e.strerror})"
+    raise DownloadError(f"{path} has sha1 {got}, expected {remote.sha1} (truncated or a different file); it "
+                        f"{moved} and will not be used. Run again to download a fresh copy, put the right "
+                        f"file at {path}, or read another packaging of the same data without the checksum: "
+                        f"--data-file DATASET={path}.")
 
 
 # --------------------------------------------------------------------------- NetCDF4 (Brain-Score) reader
-
 @dataclass(frozen=True)
 class Assembly:
     path: Path
@@ -206,9 +210,18 @@ class Assembly:
     dims: tuple[str, str]                          # usually ("presentation", "neuroid")
     coords: dict[str, tuple[str, np.ndarray]]      # name -> (dim, (n,) values)
 
+    def coord(self, *names: str, dim: str = "presentation") -> np.ndarray:
+        """The first of the named coordinates along dim."""
+        if found := [self.coords[n][1] for n in names if self.coords.get(n, ("",))[0] == dim]:
+            return found[0]
+        have = ", ".join(n for n, (d, _) in self.coords.items() if d == dim) or "none"
+        raise ValueError(f"{self.path}: no coordinate {' or '.join(map(repr, names))} along {dim!r} "
+                         f"(found: {have})")
+
 
 def read_netcdf(path: str | Path) -> Assembly:
-    """A Brain-Score assembly: `data` (`_FillValue` -> NaN) and its 1-D coordinates (strings as str)."""
+    """`data` (`_FillValue` -> NaN) and its 1-D coordinates (strings as str), each along the dimension its
+    DIMENSION_LIST names, else the one dimension of its length."""
     path = Path(path)
     try:
         f = h5py.File(path, "r")
@@ -224,13 +237,14 @@ def read_netcdf(path: str | Path) -> Assembly:
         fill = np.ravel(var.attrs.get("_FillValue", np.nan)).astype(np.float64)
         if fill.size == 1 and not np.isnan(fill[0]):
             data[data == fill[0]] = np.nan
-        dims = _dims(f, var) or ("presentation", "neuroid")
+        dims = tuple(d[0].name.lstrip("/") for d in var.dims if len(d))      # its DIMENSION_LIST
+        dims = dims if len(dims) == 2 else ("presentation", "neuroid")
         sizes, coords = dict(zip(dims, data.shape)), {}
         for name, var in f.items():
             if name == "data" or name in dims or not isinstance(var, h5py.Dataset) or var.ndim != 1:
                 continue
-            listed = _dims(f, var)          # its DIMENSION_LIST, else the one dimension of the same length
-            dim = [d for d in (listed[:1] if listed else dims) if sizes.get(d) == var.shape[0]]
+            listed = tuple(d[0].name.lstrip("/") for d in var.dims if len(d))
+            dim = [d for d in (listed or dims) if sizes.get(d) == var.shape[0]]
             if len(dim) != 1:
                 raise ValueError(f"{path}: coordinate {name!r} (length {var.shape[0]}) fits no single "
                                  f"dimension of `data` {sizes} (its DIMENSION_LIST: {listed})")
@@ -238,24 +252,6 @@ def read_netcdf(path: str | Path) -> Assembly:
             coords[name] = (dim[0], np.asarray(var.asstr()[()], dtype=str) if text else
                             np.char.decode(var[()], "utf-8") if var.dtype.kind == "S" else var[()])
     return Assembly(path, data, dims, coords)
-
-
-def _dims(f: h5py.File, var: h5py.Dataset) -> tuple[str, ...] | None:
-    try:
-        return tuple(f[refs[0]].name.lstrip("/") for refs in var.attrs["DIMENSION_LIST"])
-    except (KeyError, ValueError, TypeError, IndexError):
-        return None
-
-
-def _coord(asm: Assembly, *names: str, dim: str = "presentation", required: bool = True):
-    """The first of the named coordinates along dim (None if none is there and it is not required)."""
-    for name in names:
-        if name in asm.coords and asm.coords[name][0] == dim:
-            return asm.coords[name][1]
-    if required:
-        have = ", ".join(n for n, (d, _) in asm.coords.items() if d == dim)
-        raise ValueError(f"{asm.path}: no coordinate {' or '.join(map(repr, names))} along {dim!r} "
-                         f"(found: {have or 'none'})")
 
 
 def _float32(x: np.ndarray, path: Path, what: str) -> np.ndarray:
@@ -272,68 +268,63 @@ def _float32(x: np.ndarray, path: Path, what: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- Brain-Score datasets
-
-def _rows_to_dataset(name: str, asm: Assembly, rows: np.ndarray, cols: np.ndarray, texts: tuple[str, ...],
-                     groups: tuple[str, ...], keys: tuple[str, ...], subjects: tuple[str, ...]) -> Dataset:
-    """The part in rows x cols; the rest name coordinates (keys: the presentation order within a group)."""
-    groups = _coord(asm, *groups)[rows].astype(str)
-    keys = [k[rows] for k in (_coord(asm, key, required=False) for key in keys)
-            if k is not None and k.dtype.kind in "iuf"]
-    rows = rows[_presentation_order(name, groups, keys)]
-    return Dataset(name=name, texts=[str(t) for t in _coord(asm, *texts)[rows]], groups=groups.tolist(),
-                   responses=_float32(asm.data[np.ix_(rows, cols)], asm.path, name),  # (n_stimuli, n_targets)
-                   subjects=_coord(asm, *subjects, dim="neuroid")[cols].astype(str),
-                   stimulus_ids=_coord(asm, "stimulus_id")[rows])
-
-
-def _presentation_order(name: str, groups: np.ndarray, keys: list[np.ndarray]) -> np.ndarray:
-    """Permutation that sorts each group's rows by keys within the positions the group holds."""
-    order = np.arange(len(groups))
+def _part(name: str, asm: Assembly, rows: np.ndarray, cols: np.ndarray, texts: tuple, groups: tuple,
+          keys: tuple, subjects: tuple) -> Dataset:
+    """rows x cols; texts..subjects name coordinates, the first present wins. stimulus_ids stay as stored
+    (Brain-Score's fit sorts each split by them: 1041be4 metrics/linear_predictivity/metric.py `sortby`);
+    a group stored out of presentation order (keys) is sorted within its positions, with a warning."""
+    groups = asm.coord(*groups)[rows].astype(str)
+    keys = [asm.coords[k][1][rows] for k in keys
+            if asm.coords.get(k, ("",))[0] == "presentation" and asm.coords[k][1].dtype.kind in "iuf"]
+    order = np.arange(len(rows))
     for group in dict.fromkeys(groups) if keys else ():
         where = np.flatnonzero(groups == group)
         order[where] = where[np.lexsort([key[where] for key in reversed(keys)])]
-    if not np.array_equal(order, np.arange(len(groups))):
+    if not np.array_equal(order, np.arange(len(rows))):
         warnings.warn(f"{name}: the file does not store each group in presentation order; rows were "
                       f"reordered within each group, so the splits differ from Brain-Score's")
-    return order
+    rows = rows[order]
+    return Dataset(name=name, texts=[str(t) for t in asm.coord(*texts)[rows]], groups=groups.tolist(),
+                   responses=_float32(asm.data[np.ix_(rows, cols)], asm.path, name),  # (n_stimuli, n_targets)
+                   subjects=asm.coord(*subjects, dim="neuroid")[cols].astype(str),
+                   stimulus_ids=asm.coord("stimulus_id")[rows])
 
 
 def load_pereira2018(paths: list[Path]) -> list[Dataset]:
+    """One part per experiment, neuroids with a NaN in it dropped (Brain-Score: dropna('neuroid'))."""
     asm = read_netcdf(paths[0])
-    experiment, parts = _coord(asm, "experiment"), []
+    experiment, parts = asm.coord("experiment"), []
     for exp in ("243sentences", "384sentences"):
         if (rows := np.flatnonzero(experiment == exp)).size == 0:
             raise ValueError(f"{asm.path}: no presentations of experiment {exp!r} "
                              f"(found: {', '.join(sorted(set(map(str, experiment))))})")
-        cols = np.flatnonzero(~np.isnan(asm.data[rows]).any(axis=0))   # Brain-Score: dropna('neuroid')
-        if cols.size == 0:
+        if (cols := np.flatnonzero(~np.isnan(asm.data[rows]).any(axis=0))).size == 0:
             raise ValueError(f"{asm.path}: every neuroid has NaN responses in experiment {exp!r}")
-        parts.append(_rows_to_dataset(f"Pereira2018.{exp}", asm, rows, cols, ("stimulus", "sentence"),
-                                      ("passage_label", "passage_index"), ("stimulus_num",), ("subject",)))
+        parts.append(_part(f"Pereira2018.{exp}", asm, rows, cols, ("stimulus", "sentence"),
+                           ("passage_label", "passage_index"), ("stimulus_num",), ("subject",)))
     return parts
 
 
 def load_blank2014(paths: list[Path]) -> list[Dataset]:
     asm = read_netcdf(paths[0])
-    return [_rows_to_dataset("Blank2014", asm, *map(np.arange, asm.data.shape), ("stimulus",), ("story",),
-                             ("sentence_number_in_story", "part_number_in_sentence"),
-                             ("subject_id", "subject_UID", "subject"))]
+    return [_part("Blank2014", asm, *map(np.arange, asm.data.shape), ("stimulus",), ("story",),
+                  ("sentence_number_in_story", "part_number_in_sentence"),
+                  ("subject_id", "subject_UID", "subject"))]
 
 
 def load_fedorenko2016(paths: list[Path]) -> list[Dataset]:
     asm = read_netcdf(paths[0])
-    return [_rows_to_dataset("Fedorenko2016", asm, *map(np.arange, asm.data.shape), ("stimulus", "word"),
-                             ("sentence_id",), ("word_num",), ("subject_UID", "subject_id", "subject"))]
+    return [_part("Fedorenko2016", asm, *map(np.arange, asm.data.shape), ("stimulus", "word"),
+                  ("sentence_id",), ("word_num",), ("subject_UID", "subject_id", "subject"))]
 
 
 # --------------------------------------------------------------------------- Wehbe2014 (preprocessed release)
-# Toneva & Wehbe 2019's copy (github mtoneva/brain_language_nlp 0f519a0 README.md: "detrended, smoothed, and
-# trimmed to remove the first 20TRs and the last 15TRs"), as Aw & Toneva 2023 reuse it, read as their code
-# reads it: predict_brain_from_nlp.py np.load('./data/fMRI/data_subject_{}.npy'), subjects F H I J K L M N;
-# utils/utils.py time_fmri.npy, runs_fmri.npy, time_words_fmri.npy; extract_nlp_features.py
-# data/stimuli_words.npy (in their repository). The data folder mirrors their data/. Shapes as
-# awwkl/brain_language_summarization f341823 utils/utils.py annotates them: time_fmri (1351,) [0, 2, 4, ...],
-# runs_fmri (1351,) 1..4, time_words_fmri (5176,) [20., 20.5, ...], data_subject (1211, ~27905).
+# Toneva & Wehbe 2019's copy (mtoneva/brain_language_nlp 0f519a0 README.md: "detrended, smoothed, and trimmed
+# to remove the first 20TRs and the last 15TRs"), reused by Aw & Toneva 2023, read as their code reads it
+# (predict_brain_from_nlp.py data/fMRI/data_subject_{F..N}.npy; utils/utils.py time_fmri.npy, runs_fmri.npy,
+# time_words_fmri.npy; extract_nlp_features.py data/stimuli_words.npy). The data folder mirrors their data/.
+# Shapes (awwkl/brain_language_summarization f341823 utils/utils.py): time_fmri (1351,) [0, 2, ...], runs_fmri
+# (1351,) 1..4, time_words_fmri (5176,) [20., 20.5, ...], data_subject (1211, ~27905).
 WEHBE_N_TR, WEHBE_N_WORDS, WEHBE_N_RUNS, WEHBE_TRIM = 1351, 5176, 4, (20, 15)
 WEHBE_SUBJECTS = tuple("FHIJKLMN")
 WEHBE_FILES = ("stimuli_words.npy", "fMRI/time_fmri.npy", "fMRI/runs_fmri.npy", "fMRI/time_words_fmri.npy",
@@ -345,8 +336,8 @@ def load_wehbe2014(paths: list[Path]) -> list[Dataset]:
     contiguous folds, 5 TRs dropped at each train/test boundary (utils.py CV_ind); 20-word windows (ours)."""
     words, tr_path, runs_path, onsets_path, *subject_paths = map(Path, paths)
     texts = [str(w) for w in _npy(words, "U", (WEHBE_N_WORDS,))]
-    tr_onsets = _npy(tr_path, "fiu", (WEHBE_N_TR,)).astype(np.float64)
-    if not np.isfinite(tr_onsets).all() or np.any(np.diff(tr_onsets) <= 0):
+    trs = _npy(tr_path, "fiu", (WEHBE_N_TR,)).astype(np.float64)                  # TR onsets (s)
+    if not np.isfinite(trs).all() or np.any(np.diff(trs) <= 0):
         raise ValueError(f"{tr_path}: TR onsets must be finite and increasing seconds; fetch the file again")
     runs = _npy(runs_path, "fiu", (WEHBE_N_TR,))
     values, counts = np.unique(runs, return_counts=True)
@@ -355,62 +346,50 @@ def load_wehbe2014(paths: list[Path]) -> list[Dataset]:
                          f"contiguous increasing blocks of more than {sum(WEHBE_TRIM)} TRs; found "
                          f"{len(values)} run(s) of {', '.join(map(str, counts[:6]))} TRs; fetch it again")
     kept = np.concatenate([np.flatnonzero(runs == r)[WEHBE_TRIM[0]:-WEHBE_TRIM[1]] for r in values])  # 1211
-    word_tr = _word_trs(_npy(onsets_path, "fiu", (WEHBE_N_WORDS,)).astype(np.float64), tr_onsets, onsets_path)
+    onsets = _npy(onsets_path, "fiu", (WEHBE_N_WORDS,)).astype(np.float64)        # word onsets (s)
+    end, nan = trs[-1] + np.median(np.diff(trs)), np.argmin(np.isfinite(onsets))  # end of the last TR
+    problem = (
+        f"word {nan} starts at {onsets[nan]}" if not np.isfinite(onsets).all() else
+        f"they look like milliseconds (last word at {onsets.max():g}, last TR at {trs[-1]:g} s): "
+        f"divide them by 1000" if 0 < 10 * trs[-1] < onsets.max() else
+        f"word {np.argmax(np.diff(onsets) < 0) + 1} starts before the word before it"
+        if np.any(np.diff(onsets) < 0) else
+        f"they run from {onsets.min():g} to {onsets.max():g} s, beyond the TRs ({trs[0]:g}-{end:g} s)"
+        if onsets.min() <= trs[0] or onsets.max() > end else "")
+    if problem:
+        raise ValueError(f"{onsets_path}: word onsets must be finite, non-decreasing seconds within the TRs "
+                         f"of time_fmri.npy; {problem}")
     blocks = [_npy(path, "fiu", (len(kept), None)) for path in subject_paths]    # (1211, n_voxels) each
-    for path, block in zip(subject_paths, blocks):
-        if block.shape[1] == 0:
-            raise ValueError(f"{path} holds no voxels (shape {block.shape}): fetch the file again")
     return [Dataset(name="Wehbe2014", texts=texts, groups=["chapter9"] * len(texts),
                     responses=np.hstack([_float32(b, p, "voxels") for b, p in zip(blocks, subject_paths)]),
-                    subjects=np.repeat(WEHBE_SUBJECTS, [b.shape[1] for b in blocks]), word_tr=word_tr,
+                    subjects=np.repeat(WEHBE_SUBJECTS, [b.shape[1] for b in blocks]),
+                    word_tr=np.searchsorted(trs, onsets) - 1,   # last TR starting before the word (utils.py)
                     sample_tr=kept, n_tr=WEHBE_N_TR, first_word=20, n_folds=4, gap=5, window=20)]
 
 
-def _word_trs(onsets: np.ndarray, tr_onsets: np.ndarray, path: Path) -> np.ndarray:
-    """The TR of each word: the last TR starting strictly before its onset (utils.py), (n_words,)."""
-    end = tr_onsets[-1] + np.median(np.diff(tr_onsets))                      # the end of the last TR
-    problem = (
-        f"word {np.argmin(np.isfinite(onsets))} starts at {onsets[np.argmin(np.isfinite(onsets))]}"
-        if not np.isfinite(onsets).all() else
-        f"they look like milliseconds (last word at {onsets.max():g}, last TR at {tr_onsets[-1]:g} s): "
-        f"divide them by 1000" if 0 < 10 * tr_onsets[-1] < onsets.max() else
-        f"word {np.argmax(np.diff(onsets) < 0) + 1} starts before the word before it"
-        if np.any(np.diff(onsets) < 0) else
-        f"they run from {onsets.min():g} to {onsets.max():g} s, beyond the TRs ({tr_onsets[0]:g}-{end:g} s)"
-        if onsets.min() <= tr_onsets[0] or onsets.max() > end else "")
-    if problem:
-        raise ValueError(f"{path}: word onsets must be finite, non-decreasing seconds within the TRs of "
-                         f"time_fmri.npy; {problem}")
-    return np.searchsorted(tr_onsets, onsets, side="left") - 1
-
-
 def _npy(path: Path, kinds: str, shape: tuple) -> np.ndarray:
-    """np.load without pickles, its dtype kind in kinds and its shape (None = any length) checked."""
+    """np.load without pickles; its dtype kind in kinds and its shape (None: any length but 0) checked."""
     try:
         x = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        if "Object arrays" in str(e):
-            raise ValueError(f"{path} holds Python objects (a pickled array); brainalign never loads "
-                             f"pickles: re-save it as a plain numeric or string array") from None
-        raise ValueError(f"{path} is not a readable .npy file ({e}); fetch it again") from None
+        raise ValueError(f"{path} is not a readable .npy file of numbers or text ({e}); brainalign never "
+                         f"loads pickles: fetch the file again, or re-save it as a plain array") from None
     if x.dtype.kind not in kinds or x.ndim != len(shape) or any(
-            want not in (None, got) for got, want in zip(x.shape, shape)):
-        raise ValueError(f"{path}: expected an array of shape {shape} (None: any length) and dtype kind "
+            got == 0 or want not in (None, got) for got, want in zip(x.shape, shape)):
+        raise ValueError(f"{path}: expected an array of shape {shape} (None: any length but 0), dtype kind "
                          f"{kinds!r} (f float, i/u integer, U text), got shape {x.shape} and dtype {x.dtype}")
     return x
 
 
 # --------------------------------------------------------------------------- Futrell2018 (behavioural)
-
 def load_futrell2018(paths: list[Path]) -> list[ReadingTimes]:
     """Brain-Score's assembly as its benchmark reads it (1041be4 benchmarks/futrell2018/benchmark.py): words
     in stored order (story, then position; one running context), reading times (ms, NaN = not read;
     checked here, before any model runs), word_within_sentence_id (its 1s are left out of the score)."""
     asm = read_netcdf(paths[0])
-    word_in_sentence, stories = _coord(asm, "word_within_sentence_id"), _coord(asm, "story_id", "story")
+    word_in_sentence, stories = asm.coord("word_within_sentence_id"), asm.coord("story_id", "story")
     if word_in_sentence.dtype.kind not in "iu":
-        raise ValueError(f"{asm.path}: word_within_sentence_id must be integers, not "
-                         f"{word_in_sentence.dtype}")
+        raise ValueError(f"{asm.path}: word_within_sentence_id holds {word_in_sentence.dtype}, not integers")
     unread, read = np.isnan(asm.data).all(axis=1), asm.data[~np.isnan(asm.data)]   # (n_words,), (n_read,)
     problem = (
         f"{unread.sum()} words (story {', '.join(map(str, dict.fromkeys(stories[unread].tolist())))}) have "
@@ -422,13 +401,12 @@ def load_futrell2018(paths: list[Path]) -> list[ReadingTimes]:
     if problem:
         raise ValueError(f"{asm.path}: {problem}; reading times are positive milliseconds: the file is not "
                          f"the expected release, delete it and download again")
-    return [ReadingTimes(name="Futrell2018", words=[str(w) for w in _coord(asm, "word")], stories=stories,
-                         sentences=_coord(asm, "sentence_id"), word_in_sentence=word_in_sentence,
-                         times=asm.data, subjects=_coord(asm, "subject_id", dim=asm.dims[1]).astype(str))]
+    return [ReadingTimes(name="Futrell2018", words=[str(w) for w in asm.coord("word")], stories=stories,
+                         sentences=asm.coord("sentence_id"), word_in_sentence=word_in_sentence,
+                         times=asm.data, subjects=asm.coord("subject_id", dim=asm.dims[1]).astype(str))]
 
 
 # --------------------------------------------------------------------------- registry
-
 _BS_NOW = "https://brainscore-storage.s3.amazonaws.com/brainscore-language/"  # since March 2026
 _BS_OLD = "https://brainscore-language.s3.amazonaws.com/"                     # Brain-Score <= 2.2.1
 _BS = "; packaged by Schrimpf et al. 2021, PNAS 118(45):e2105646118 (Brain-Score)"
@@ -476,23 +454,20 @@ DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (
 
 
 def ceiling(name: str) -> float:
-    """A part's published ceiling; a dataset's, the mean over its parts (Pereira2018: .359, the paper's
-    Table 6); NaN where none is published."""
+    """A part's published ceiling; a dataset's, the mean of its parts' (Pereira2018 .359, Table 6); or NaN."""
+    parts = {part: value for info in DATASETS.values() for part, value in info.ceilings.items()}
     if name in DATASETS:
         return float(np.mean(list(DATASETS[name].ceilings.values()) or [np.nan]))
-    if parts := [info.ceilings[name] for info in DATASETS.values() if name in info.ceilings]:
-        return parts[0]
-    names = dict.fromkeys([*DATASETS, *(part for info in DATASETS.values() for part in info.ceilings)])
-    raise ValueError(f"unknown dataset or part {name!r}; choose one of: {', '.join(names)}")
+    if name not in parts:
+        raise ValueError(f"unknown dataset or part {name!r}; choose one of: {', '.join(DATASETS | parts)}")
+    return parts[name]
 
 
 # --------------------------------------------------------------------------- entry points
-
 def load(name: str, data_dir: str | Path | None = None, *, files: list[str | Path] | None = None,
          download: bool = True) -> list[Dataset] | list[ReadingTimes]:
-    """The dataset's parts to score separately and average (Pereira2018: 243sentences, 384sentences).
-    files: paths given by hand (--data-file), in the order of DATASETS[name].files, read under any name
-    without the checksum. Each part records its files' fingerprint()."""
+    """The parts to score and average; files: paths given by hand (--data-file) in the order of
+    DATASETS[name].files, read under any name without the checksum. Parts record their fingerprint()."""
     stamp = fingerprint(name, data_dir, files=files)           # checks name and files, downloads nothing
     info = DATASETS[name]
     paths = list(map(Path, files)) if files is not None else _fetch(info, data_home(data_dir), download)
@@ -502,9 +477,8 @@ def load(name: str, data_dir: str | Path | None = None, *, files: list[str | Pat
 def fingerprint(name: str, data_dir: str | Path | None = None, *,
                 files: list[str | Path] | None = None) -> dict:
     """{"files": {file name: sha1}, "checksum": ...} of what load() reads, without downloading or parsing:
-    registered sha1s as registered ("verified": load checks them), files given by hand their sha1
-    ("skipped"), files without a published sha1 (Wehbe2014) the sha1 of those in the data folder
-    ("unpublished"; a DownloadError names every missing file)."""
+    "verified" registered sha1s (load checks them), "skipped" those of files given by hand, "unpublished"
+    those of the data folder's files where none is published (Wehbe2014; DownloadError names any missing)."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     info = DATASETS[name]
@@ -525,10 +499,10 @@ def main(argv: list[str]) -> None:
     """python data.py NAME [FOLDER | FILE ...]: download (or read) a dataset and describe it."""
     if not argv or argv[0] not in DATASETS:
         sys.exit(f"usage: python data.py {{{','.join(DATASETS)}}} [FOLDER | FILE ...]")
-    by_hand = len(argv) > 1 and Path(argv[1]).is_file()
+    name, *paths = argv
     try:
-        folder = None if by_hand or len(argv) < 2 else argv[1]
-        parts = load(argv[0], folder, files=argv[1:] if by_hand else None)
+        by_hand = paths and Path(paths[0]).is_file()
+        parts = load(name, files=paths) if by_hand else load(name, paths[0] if paths else None)
     except (ValueError, OSError, DownloadError) as err:
         sys.exit(f"data.py: {err}")
     for d in parts:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +27,11 @@ FED = ROOT.parent / "shared/data/brainscore/Fedorenko2016_ecog.nc"
 
 
 def transformer_like(n, p, n_targets, seed):
-    """float32 features with a decaying spectrum, an offset and 4 outlier dimensions; responses
-    driven by the 16 leading latent directions plus noise (median r ~0.2)."""
-    rng = np.random.default_rng(seed)
-    g = rng.standard_normal((n, 512))
-    x = (g * 80 * np.arange(1, 513) ** -0.8) @ rng.standard_normal((512, p)) / np.sqrt(p)
+    """float32 features of full rank with a decaying spectrum, an offset and 4 outlier dimensions;
+    responses driven by the 16 leading latent directions plus noise (median r ~0.2)."""
+    rng, r = np.random.default_rng(seed), min(n, p)
+    g = rng.standard_normal((n, r))
+    x = (g * 80 * np.arange(1, r + 1) ** -0.8) @ rng.standard_normal((r, p)) / np.sqrt(p)
     x += rng.standard_normal(p) * 0.5
     x[:, rng.choice(p, 4, replace=False)] = 60 + 8 * g[:, :4] + rng.standard_normal((n, 4))
     y = g[:, :16] @ rng.standard_normal((16, n_targets)) / 4 + rng.standard_normal((n, n_targets))
@@ -67,20 +68,12 @@ def _centred(x_train, y_train, x_test, numerics):
     return x - xm, y - ym, np.asarray(x_test, dtype) - xm, ym, cond or np.finfo(dtype).eps
 
 
-def identity(x_train, y_train, x_test, numerics):
-    """fit_predict_fast's identity trick, also where there are fewer targets than training rows."""
+def identity(x_train, y_train, x_test, numerics, centred=False):
+    """The identity trick also where there are fewer targets than training rows; I or I - mean(I)."""
     xc, yc, xt, ym, cond = _centred(x_train, y_train, x_test, numerics)
-    return (xt @ scipy.linalg.lstsq(xc, np.eye(len(xc), dtype=xc.dtype), cond=cond)[0]) @ yc + ym
-
-
-def lq(x_train, y_train, x_test, numerics):
-    """gelsd's own wide path (x = L Q, then gelsd on L), with Q applied to x_test instead of the identity."""
-    xc, yc, xt, ym, cond = _centred(x_train, y_train, x_test, numerics)
-    geqrf, ormqr = scipy.linalg.get_lapack_funcs(("geqrf", "ormqr"), (xc,))
-    qr, tau = geqrf(xc.T)[:2]
-    xq = ormqr("L", "T", qr, tau, xt.T, lwork=64 * xc.shape[1])[0][:len(xc)].T
-    lpinv = scipy.linalg.lstsq(np.tril(qr[:len(xc)].T), np.eye(len(xc), dtype=xc.dtype), cond=cond)[0]
-    return (xq @ lpinv) @ yc + ym
+    eye = np.eye(len(xc), dtype=xc.dtype)
+    pinv = scipy.linalg.lstsq(xc, eye - eye.mean(axis=0) if centred else eye, cond=cond)[0]
+    return (xt @ pinv) @ yc + ym
 
 
 def svd(x_train, y_train, x_test, numerics):
@@ -116,9 +109,12 @@ def worker(folder, tag, threads, n_splits):
             x, y, ids = (arrays[f"{name}|{i}"] for i in range(3))
             splits = ba.shuffle_splits(len(x))[:n_splits]
             many = y.shape[1] > len(splits[0][0])
-            methods = {"exact": ba.fit_predict, "fast": ba.fit_predict_fast, "identity": identity,
-                       **({"lq": lq, "svd": svd, "transposed": transposed} if many else {})}
             for numerics in ba.NUMERICS:
+                methods = {"exact": ba.fit_predict, "fast": ba.fit_predict_fast}
+                if numerics == "brainscore-2023":
+                    methods |= {"I": identity, "I - mean(I)": partial(identity, centred=True)}
+                if many:
+                    methods |= {"svd": svd, "transposed": transposed}
                 for method, fit in methods.items():
                     out[f"{name}|{numerics}|{method}"] = cv(x, y, fit, numerics, splits)
             if name.startswith("Pereira"):

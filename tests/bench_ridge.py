@@ -1,17 +1,32 @@
-"""Benchmark: Wehbe2014's per-voxel cross-validated ridge (brainalign.ridge_cv) against a direct
-transcription of Toneva & Wehbe's cross_val_ridge(method='plain') (the one in tests/test_wehbe.py),
-on one layer shaped like Wehbe2014: 1,211 TRs x 40 features x 30,000 voxels, 4 contiguous folds
-with 5-TR gaps, ridge refitted in each. The transcription runs on a subset of the voxels and its
-time is scaled to all of them (its cost is linear in the voxel count); the two agree on that
-subset (chosen penalties, predictions). Not collected by pytest.
+"""Benchmark: Wehbe2014's per-voxel cross-validated ridge (brainalign.ridge_cv) at the real shape, one
+thread: 1,211 TRs x 40 features x 30,000 voxels, 4 contiguous outer folds with 5-TR gaps, 10 inner
+folds, 16 penalties. Three implementations in one run, as ratios:
+  new       brainalign.ridge_cv (issue 18: every penalty's validation error from (p, n_targets)
+            products, partial fractions; no (n_val, n_targets) predictions);
+  old       brainalign's previous ridge_cv (one SVD per inner fold, predictions for every penalty),
+            kept below as previous_ridge_cv;
+  Toneva    the transcription of cross_val_ridge(method='plain') in tests/test_wehbe.py, timed on a
+            subset of the voxels and scaled (its cost is linear in the voxel count).
+and the new one against its limit: its FLOPs at the peak rate of a square float64 GEMM and the
+bytes it must read (y twice: x_val^T y_val and the squares) at the bandwidth of a read pass, both
+measured in the same run. Penalties and weights are compared on the subset. Not collected by pytest.
 
-    python tests/bench_ridge.py            # --quick: 3,000 voxels
+Measured (helper D, issue 18; 2 vCPUs of a Xeon with AVX-512 shared with other jobs, load ~4;
+OpenBLAS 0.3.31; CPU seconds of one thread summed over the 4 outer folds; new = /tmp/spec's proposal):
+  new 1.22 s (24.7 GFLOP, reads 1.74 GB), old 16.0 s (233 GFLOP; 13x new), Toneva 83 s scaled (68x);
+  limit 0.37 s (66 GFLOP/s square GEMM, 13.8 GB/s) -> new = 3.3x its limit: its (40, 40) x (40, n)
+  products, 46% of its FLOPs, run at 27 GFLOP/s here (40% of the square GEMM's rate); another run:
+  1.28 s, 3.4x. Same penalty as Toneva on 4000/4000 voxel-folds, max |weight diff| 2.7e-15.
+
+    python tests/bench_ridge.py            # --quick: 3,000 voxels; --candidate FILE: its ridge_cv as new
 """
+import importlib.util
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -19,36 +34,90 @@ import brainalign as ba  # noqa: E402
 from test_wehbe import toneva_cross_val_ridge  # noqa: E402
 
 
-def main(quick=False):
+def previous_ridge_cv(x, y, penalties=ba.RIDGE_PENALTIES, n_splits=10):
+    """brainalign's ridge_cv before issue 18: thin SVD per inner fold, predictions (a * d) @ b for
+    every penalty, 1 - R^2 as Toneva's R2 (nan_to_num)."""
+    cost = np.zeros((len(penalties), y.shape[1]))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for train, val in ba.inner_folds(len(x), n_splits):
+            u, s, vt = np.linalg.svd(x[train], full_matrices=False)
+            a, b, real = x[val] @ vt.T, u.T @ y[train], y[val]
+            var = real.var(axis=0)
+            for i, pen in enumerate(penalties):
+                resid = real - (a * (s / (s ** 2 + pen))) @ b
+                cost[i] += 1 - np.nan_to_num(1 - (resid * resid).mean(axis=0) / var)
+    best = np.argmin(cost, axis=0)
+    u, s, vt = np.linalg.svd(x, full_matrices=False)
+    return vt.T @ (s[:, None] / (s[:, None] ** 2 + penalties[best]) * (u.T @ y)), penalties[best]
+
+
+def counts(n, p, t, k=10, n_pen=16):
+    """(FLOPs of the new ridge_cv, of the old one, bytes the new one reads) for one (n, p) x (n, t) call."""
+    n_val = n / k
+    new = (2 * n * (p + 1) * t                  # x_val^T y_val of every block, with its column sums
+           + k * 6 * p * p * t                  # per fold: c = V^T x_val^T y_val, b = V^T x^T y - c, H b
+           + k * (4 * n_pen * p * t + 4 * p * t + 3 * n_pen * t)   # [g^2 G_kk, 2g] x [b^2, b (Hb - c)]
+           + 2 * n * t + 4 * p * p * t)         # sums of squares; refit V (V^T x^T y) / (s^2 + pen)
+    old = (k * (2 * (n - n_val) * p * t + n_pen * (2 * n_val * p * t + 4 * n_val * t))   # U^T y; predictions
+           + 2 * n * p * t + 2 * p * p * t)                                               # refit
+    return new, old, 2 * n * t * 8
+
+
+def best_of(f, repeat=3):
+    times = []
+    for _ in range(repeat):
+        t0 = time.process_time()
+        out = f()
+        times.append(time.process_time() - t0)
+    return min(times), out
+
+
+def main(quick=False, candidate=None):
+    new_cv = ba.ridge_cv
+    if candidate:
+        spec = importlib.util.spec_from_file_location("candidate", candidate)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        new_cv = module.ridge_cv
     n, p, t, subset = 1211, 40, 3000 if quick else 30000, 1000
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, p)) @ np.diag(np.linspace(2, 0.1, p))
     y = x @ rng.normal(size=(p, t)) * np.geomspace(0.3, 1e-3, t) + rng.normal(size=(n, t))
-    y = y.astype(np.float32)                                  # (1211, 30000), as data.py stores it
-    splits = ba.kfold_splits(n, 4, gap=5)
-    ours = theirs = ours_cpu = theirs_cpu = 0.0
+    y = y.astype(np.float32)                                   # (1211, 30000), as data.py stores it
+    square = rng.normal(size=(2000, 2000))
+    new = old = theirs = flops_new = flops_old = nbytes = 0.0
     agree, worst = 0, 0.0
-    for train, test in splits:
-        xtr, xte, ytr = ba.zscore(x[train]), ba.zscore(x[test]), ba.zscore(y[train])
-        t0, c0 = time.perf_counter(), time.process_time()
-        w, lam = ba.ridge_cv(xtr, ytr)
-        pred = xte @ w
-        ours += time.perf_counter() - t0
-        ours_cpu += time.process_time() - c0
-        t0, c0 = time.perf_counter(), time.process_time()
-        w_ref, lam_ref = toneva_cross_val_ridge(xtr, ytr[:, :subset])
-        pred_ref = xte @ w_ref
-        theirs += (time.perf_counter() - t0) * t / subset
-        theirs_cpu += (time.process_time() - c0) * t / subset
-        agree += int((lam[:subset] == lam_ref).sum())
-        worst = max(worst, float(np.abs(pred[:, :subset] - pred_ref).max()))
-    print(f"one layer, {n} TRs x {p} features x {t} voxels, 4 folds:")
-    print(f"  brainalign.ridge_cv       {ours:8.2f} s wall, {ours_cpu:8.2f} s CPU (all threads)")
-    print(f"  transcription (scaled)    {theirs:8.2f} s wall, {theirs_cpu:8.2f} s CPU "
-          f"({subset} voxels timed, x {t / subset:g})")
-    print(f"  speed-up                  {theirs / ours:8.1f}x wall, {theirs_cpu / ours_cpu:5.1f}x CPU")
-    print(f"  same penalty on {agree}/{4 * subset} voxel-folds; max |prediction diff| {worst:.1e}")
+    with threadpool_limits(1):
+        peak = 2 * 2000 ** 3 / best_of(lambda: square @ square)[0]
+        v, b = rng.normal(size=(p, p)), rng.normal(size=(p, 1024))      # the per-fold (p, p) products
+        small = 2 * p * p * 1024 * 100 / best_of(lambda: [v @ b for _ in range(100)])[0]
+        ys = ba.zscore(y)
+        bandwidth = ys.nbytes / best_of(lambda: np.add.reduce(ys, axis=0))[0]
+        for train, _ in ba.kfold_splits(n, 4, gap=5):
+            xtr, ytr = ba.zscore(x[train]), ba.zscore(y[train])
+            dt, (w, lam) = best_of(lambda: new_cv(xtr, ytr))
+            new += dt
+            old += best_of(lambda: previous_ridge_cv(xtr, ytr), repeat=1)[0]
+            dt, (w_ref, lam_ref) = best_of(lambda: toneva_cross_val_ridge(xtr, ytr[:, :subset]), repeat=1)
+            theirs += dt * t / subset
+            agree += int((lam[:subset] == lam_ref).sum())
+            worst = max(worst, float(np.abs(w[:, :subset] - w_ref).max()))
+            f_new, f_old, b_new = counts(len(train), p, t)
+            flops_new, flops_old, nbytes = flops_new + f_new, flops_old + f_old, nbytes + b_new
+    limit = max(flops_new / peak, nbytes / bandwidth)
+    print(f"one layer: {n} TRs x {p} features x {t} voxels, 4 outer x 10 inner folds, 16 penalties, "
+          f"1 thread, CPU s summed over the outer folds")
+    print(f"  new ridge_cv          {new:8.2f} s   {flops_new / 1e9:6.1f} GFLOP, reads {nbytes / 1e9:.2f} GB")
+    print(f"  old ridge_cv          {old:8.2f} s   {flops_old / 1e9:6.1f} GFLOP   ({old / new:.1f}x new)")
+    print(f"  Toneva (scaled)       {theirs:8.2f} s   ({subset} voxels timed, x {t / subset:g}; "
+          f"{theirs / new:.1f}x new)")
+    print(f"  limit of new          {limit:8.2f} s   (peak {peak / 1e9:.0f} GFLOP/s square GEMM, "
+          f"{bandwidth / 1e9:.1f} GB/s read) -> new = {new / limit:.1f}x the limit")
+    print(f"  ({p}, {p}) x ({p}, 1024) products run at {small / 1e9:.0f} GFLOP/s "
+          f"({small / peak:.0%} of the square GEMM's peak)")
+    print(f"  same penalty as Toneva on {agree}/{4 * subset} voxel-folds; max |weight diff| {worst:.1e}")
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv)
+    arg = sys.argv[sys.argv.index("--candidate") + 1] if "--candidate" in sys.argv else None
+    main(quick="--quick" in sys.argv, candidate=arg)

@@ -415,7 +415,7 @@ EARLY = np.where(np.arange(5176) == 700, 10.0, WORD_ONSETS)
 
 @pytest.mark.parametrize("edit, message", [
     ({"fMRI/data_subject_K.npy": np.array([{"a": 1}] * 3, dtype=object)},
-     r"data_subject_K.npy holds Python objects \(a pickled array\); brainalign never loads pickles"),
+     r"data_subject_K.npy is not a readable .npy file .*Object arrays.*; brainalign never loads pickles"),
     ({"fMRI/data_subject_F.npy": np.zeros((1210, 3))},
      r"data_subject_F.npy: expected an array of shape \(1211, None\)"),
     ({"fMRI/data_subject_J.npy": NAN_VOXEL},
@@ -423,7 +423,8 @@ EARLY = np.where(np.arange(5176) == 700, 10.0, WORD_ONSETS)
     ({"fMRI/data_subject_L.npy": np.full((1211, 2), 1e39)},
      r"data_subject_L.npy: voxels: 2 target\(s\) hold values beyond float32's range"),
     ({"fMRI/data_subject_M.npy": np.zeros((1211, 0), np.float32)},
-     r"data_subject_M.npy holds no voxels \(shape \(1211, 0\)\)"),
+     r"data_subject_M.npy: expected an array of shape \(1211, None\) \(None: any length but 0\).* got shape "
+     r"\(1211, 0\)"),
     ({"stimuli_words.npy": np.arange(5176)},
      r"stimuli_words.npy: expected an array of shape \(5176,\) .* got shape \(5176,\) and dtype int64"),
     ({"fMRI/time_words_fmri.npy": WORD_ONSETS[:-1]},
@@ -622,9 +623,9 @@ def test_a_second_wrong_file_keeps_the_first_bad_copy(tmp_path, server, monkeypa
     (tmp_path / "f.nc.bad").write_bytes(b"first")                       # from an earlier run
     remote = data.Remote("f.nc", (f"{url}/a/f.nc", f"{url}/b/f.nc"), "0" * 40)
     use_remote(monkeypatch, "Fedorenko2016", remote)
-    with pytest.raises(data.DownloadError, match=r"(?s)aside to .*f.nc.2.bad.*aside to .*f.nc.3.bad"):
+    with pytest.raises(data.DownloadError, match=r"(?s)aside to .*f.nc.bad.1 .*aside to .*f.nc.bad.2 "):
         data.load("Fedorenko2016", data_dir=tmp_path)
-    assert [(tmp_path / n).read_bytes() for n in ("f.nc.bad", "f.nc.2.bad", "f.nc.3.bad")] == \
+    assert [(tmp_path / n).read_bytes() for n in ("f.nc.bad", "f.nc.bad.1", "f.nc.bad.2")] == \
         [b"first", b"second", b"third"]
     assert not (tmp_path / "f.nc").exists()
 
@@ -694,6 +695,53 @@ def test_data_home(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="data dir .*file is a file; give the folder"):
         data.load("Blank2014", data_dir=tmp_path / "file")
+
+
+# --------------------------------------------------------------------------- write_atomic, unique
+
+def test_write_atomic_bytes_str_and_callable(tmp_path):
+    umask = data.os.umask(0)
+    data.os.umask(umask)
+    assert data.write_atomic(tmp_path / "sub" / "b", b"\x00\x01") == tmp_path / "sub" / "b"   # makes folders
+    assert (tmp_path / "sub" / "b").read_bytes() == b"\x00\x01"
+    assert (tmp_path / "sub" / "b").stat().st_mode & 0o777 == 0o666 & ~umask          # as open() would
+    data.write_atomic(str(tmp_path / "s"), "\u00e9\n")
+    assert (tmp_path / "s").read_bytes() == b"\xc3\xa9\n"                              # UTF-8
+    data.write_atomic(tmp_path / "s", lambda f: f.write(b"replaced"))                # over an existing file
+    assert (tmp_path / "s").read_bytes() == b"replaced"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s", "sub"]                 # no temp file left
+
+
+@pytest.mark.parametrize("error", [ValueError, KeyboardInterrupt])
+def test_write_atomic_error_leaves_neither_file_nor_temp(tmp_path, error):
+    def fail(f):
+        f.write(b"half")
+        raise error("stop")
+
+    with pytest.raises(error):
+        data.write_atomic(tmp_path / "new", fail)
+    (tmp_path / "old").write_bytes(b"kept")
+    with pytest.raises(error):
+        data.write_atomic(tmp_path / "old", fail)
+    assert [(p.name, p.read_bytes()) for p in tmp_path.iterdir()] == [("old", b"kept")]
+
+
+def test_write_atomic_replaces_a_link_and_leaves_its_target(tmp_path):
+    (tmp_path / "target").write_bytes(b"target")
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    data.write_atomic(tmp_path / "link", b"new")
+    assert not (tmp_path / "link").is_symlink() and (tmp_path / "link").read_bytes() == b"new"
+    assert (tmp_path / "target").read_bytes() == b"target"
+
+
+def test_unique_takes_the_first_free_name(tmp_path):
+    assert data.unique(tmp_path / "f") == tmp_path / "f"
+    (tmp_path / "f").write_text("x")
+    assert data.unique(tmp_path / "f") == tmp_path / "f.1"
+    (tmp_path / "f.1").write_text("x")
+    (tmp_path / "f.2").symlink_to(tmp_path / "missing")             # a dangling link is taken too
+    assert data.unique(str(tmp_path / "f")) == tmp_path / "f.3"
+    assert not (tmp_path / "f.3").exists()                          # unique() creates nothing
 
 
 # --------------------------------------------------------------------------- python data.py

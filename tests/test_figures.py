@@ -1,7 +1,7 @@
 """The figures, drawn from paper-like records (the paper's Table 5 plus noise, every layer scored):
 each has the panels the run has data for, puts each model where the tables put it (ours on x, the
-paper's on y; vanilla light and tuned dark; the paper's value as a diamond), skips NaN scores, says
-what its star means, and carries a SYNTHETIC mark exactly when the records are synthetic."""
+paper's on y; vanilla light and tuned dark; the paper's value as a diamond), skips NaN scores, and
+carries a SYNTHETIC mark exactly when the records are synthetic."""
 import numpy as np
 import pytest
 
@@ -37,7 +37,7 @@ def drawn():
     records = paper_like()
     scores, _ = ba.collect(records, ba.Settings())
     info = {m: models.MODELS[m] for m in SOME}
-    return records, scores, info, ba.figures(records, scores, info)
+    return records, scores, info, ba.figures(scores, info)
 
 
 def panel_titles(fig):
@@ -72,17 +72,6 @@ def test_tuned_vs_vanilla_bars_light_vanilla_dark_tuned_and_paper_diamonds(drawn
     np.testing.assert_allclose(diamonds, [info[m].paper[0] for m in labels], atol=1e-12)
 
 
-def test_layers_star_the_layer_kept_and_say_embeddings_are_never_candidates(drawn):
-    records, _, _, figs = drawn
-    fig = figs["layers.png"]
-    assert panel_titles(fig) == ["Pereira2018.243sentences", "Pereira2018.384sentences", "Blank2014", "Wehbe2014"]
-    ax = fig.axes[2]
-    stars = [line for line in ax.get_lines() if line.get_marker() == "*"]
-    blank = [r for r in records if r["dataset"] == "Blank2014"]
-    assert [int(s.get_xdata()[0]) for s in stars] == [r["best_layer"] for r in blank]
-    assert "embeddings" in fig.axes[0].get_legend().get_title().get_text()
-
-
 def test_nan_scores_are_skipped_and_nothing_to_draw_gives_no_figure(drawn):
     records, scores, info, _ = drawn
     broken = {m: dict(s) for m, s in scores.items()}
@@ -92,13 +81,12 @@ def test_nan_scores_are_skipped_and_nothing_to_draw_gives_no_figure(drawn):
     bars = ba.fig_tuned_vs_vanilla(broken, info)
     assert len(bars.axes[1].patches) == 6
     assert ba.fig_reproduction({}, info) is None and ba.fig_tuned_vs_vanilla({"gpt2": {}}, {}) is None
-    assert ba.fig_layers([]) is None
 
 
 def test_synthetic_runs_say_so_on_every_figure(drawn):
     records, scores, info, figs = drawn
     assert not any("SYNTHETIC" in t.get_text() for fig in figs.values() for t in fig.texts)
-    marked = ba.figures(records, scores, info, synthetic=True)
+    marked = ba.figures(scores, info, synthetic=True)
     assert set(marked) == set(figs)
     for fig in marked.values():
         assert any(t.get_text() == "SYNTHETIC" for t in fig.texts)
@@ -109,5 +97,5 @@ def test_missing_matplotlib_gives_one_line_and_no_figures(drawn, monkeypatch, ca
     import sys
     records, scores, info, _ = drawn
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    assert ba.figures(records, scores, info) == {}
+    assert ba.figures(scores, info) == {}
     assert capsys.readouterr().err == "matplotlib is not installed: no figures (pip install matplotlib)\n"

@@ -94,7 +94,7 @@ def test_ridge_cv_bad_input():
     x, y = ridge_problem(n=40, t=3)
     with pytest.raises(ValueError, match="same n"):
         ba.ridge_cv(x, y[:-1])
-    with pytest.raises(ValueError, match="x must be 2-D"):
+    with pytest.raises(ValueError, match="x must hold real numbers and be 2-D"):
         ba.ridge_cv(x[:, 0], y)
     bad = y.copy()
     bad[3, 1] = np.nan
