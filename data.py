@@ -1,15 +1,9 @@
 """The brain datasets brainalign scores against: downloaded, verified, cached, loaded as numpy arrays.
 
-`DATASETS` (keys = CLI choices) holds every fact about a dataset: files (URLs, sha1), citation, loader and
-each part's published ceiling (the only copy in the project); `load(name)` returns the parts to score and
-average. `write_atomic` and `unique` are the project's one way to write a file and to move one aside.
-Brain-Score's NetCDF4 files are read with h5py and selected as its benchmarks/*/benchmark.py select them,
-rows in stored order: its ShuffleSplit(10, train 0.9, random_state=1) runs over them in that order and it
-feeds each passage/story to the model in it. Wehbe2014 is Toneva & Wehbe's preprocessed release, placed by
-hand; Futrell2018 (reading times) is behavioural. Ours where the paper is silent: Wehbe2014's 20-word
-windows and all voxels of every subject. Left out: xarray, Brain-Score's ceiling estimation (ceilings are
-the published numbers), ROI masks, the raw CMU release of Wehbe2014 (not smoothed: not the paper's input).
-Run: python data.py Fedorenko2016 [FOLDER | path/to/assy_Fedorenko2016_language.nc]
+DATASETS (keys = CLI choices) holds every fact about a dataset: files, sha1, citation, loader, published
+ceilings; load(name) returns the parts to score. Brain-Score's NetCDF4 files are read with h5py; Wehbe2014
+is Toneva & Wehbe's preprocessed release, placed by hand (ours: 20-word windows, all voxels). Left out:
+xarray, ceiling estimation, ROI masks, Wehbe2014's raw CMU release. Run: python data.py NAME [FOLDER | FILE]
 """
 from __future__ import annotations
 
@@ -19,7 +13,6 @@ import os
 import sys
 import tempfile
 import urllib.request
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,8 +31,7 @@ class Dataset:
     responses: np.ndarray      # (n_samples, n_targets) float32. n_samples == n_stimuli except time series
     subjects: np.ndarray       # (n_targets,) str, subject label per target
     stimulus_ids: np.ndarray | None = None  # (n_stimuli,) Brain-Score's stimulus_id (its fit sorts by it)
-    # time series only (Wehbe2014, Toneva & Wehbe's pipeline); None / 0 for Brain-Score's datasets
-    word_tr: np.ndarray | None = None    # (n_stimuli,) int: TR (full timeline) in which each word was shown
+    word_tr: np.ndarray | None = None    # Wehbe2014 only (time series): (n_stimuli,) int, TR of each word
     sample_tr: np.ndarray | None = None  # (n_samples,) int: index in the full timeline of each response row
     n_tr: int = 0                        # length of the full TR timeline (1,351)
     first_word: int = 0                  # words before this index get no features (20)
@@ -48,7 +40,6 @@ class Dataset:
     window: int = 0                      # words per word-feature window (20)
     files: dict = field(default_factory=dict)   # file name -> sha1 of what was read (score records keep it)
     checksum: str = "synthetic"  # "verified" | "unpublished" | "skipped" | "synthetic": see fingerprint()
-
 
 @dataclass(frozen=True)
 class ReadingTimes:
@@ -62,7 +53,6 @@ class ReadingTimes:
     files: dict = field(default_factory=dict)   # as Dataset
     checksum: str = "synthetic"                  # as Dataset
 
-
 @dataclass(frozen=True)
 class Remote:
     name: str               # path inside the data folder
@@ -70,28 +60,23 @@ class Remote:
     sha1: str | None        # None: no published checksum; format and shapes are checked instead
     source: str = ""        # where to get it by hand when there is no URL
 
-
 @dataclass(frozen=True)
 class DatasetInfo:
     name: str
     what: str
     citation: str
     files: tuple[Remote, ...]
-    ceilings: dict[str, float]             # part name -> published ceiling (none published: {})
+    ceilings: dict[str, float]             # part -> published ceiling (Brain-Score's; Wehbe2014: Table 6)
     loader: Callable[[list[Path]], list]   # paths, in the order of files -> parts
-    unverified: str                        # what could not be checked without internet
     behaviour: bool = False                # reading times, scored against surprisal
 
 
 # --------------------------------------------------------------------------- files: write, download, verify
-_UMASK = os.umask(0o022)     # the process's umask, read once (os.umask sets it: set it straight back)
-os.umask(_UMASK)
-
+os.umask(_UMASK := os.umask(0o022))     # read once (os.umask sets it: set it back)
 
 def write_atomic(path: str | Path, write: bytes | str | Callable) -> Path:
-    """Write bytes, str (UTF-8) or what write(binary file) writes to a temp file beside path, fsync, rename it
-    over path: never half a file. Mode 0o666 & ~umask, as open() gives; a link at path is replaced, not
-    followed; any exception (Ctrl-C too) removes the temp file."""
+    """Write bytes, str (UTF-8) or what write(binary file) writes atomically: temp file, fsync, rename; mode
+    0o666 & ~umask, as open() gives; a link at path is replaced; any exception (Ctrl-C too) leaves nothing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -110,7 +95,6 @@ def write_atomic(path: str | Path, write: bytes | str | Callable) -> Path:
         raise
     return path
 
-
 def unique(path: str | Path) -> Path:
     """path if nothing (not even a link) is there, else the first free path.1, path.2, ..."""
     k, candidate = 0, Path(path)
@@ -118,10 +102,8 @@ def unique(path: str | Path) -> Path:
         k, candidate = k + 1, Path(f"{path}.{k + 1}")
     return candidate
 
-
 class DownloadError(RuntimeError):
     """A dataset file is missing, could not be downloaded, or failed its checksum."""
-
 
 def data_home(data_dir: str | Path | None = None) -> Path:
     """data_dir, else $BRAINALIGN_DATA, else ~/.cache/brainalign/data."""
@@ -131,14 +113,12 @@ def data_home(data_dir: str | Path | None = None) -> Path:
                          f"(or read the file under its own name with files=[path], --data-file)")
     return path
 
-
 def sha1sum(path: str | Path) -> str:
     digest = hashlib.sha1()
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
-
 
 def _fetch(info: DatasetInfo, folder: Path, download: bool) -> list[Path]:
     """The dataset's files in folder, each downloaded if missing and checked; one error names them all."""
@@ -157,7 +137,6 @@ def _fetch(info: DatasetInfo, folder: Path, download: bool) -> list[Path]:
                             "missing or bad:\n\n" + "\n\n".join(failed))
     return paths
 
-
 def _fetch_file(remote: Remote, path: Path, download: bool) -> Path:
     if path.exists():
         return _verified(path, remote)
@@ -173,7 +152,6 @@ def _fetch_file(remote: Remote, path: Path, download: bool) -> Path:
                         f"by hand from{urls}\nand put at {path} (or in the folder given as data_dir / "
                         f"--data-dir, or named by the BRAINALIGN_DATA environment variable).")
 
-
 def _download(url: str, path: Path) -> None:
     """Stream url into path through write_atomic: nothing half-downloaded stays."""
     def stream(out):
@@ -186,7 +164,6 @@ def _download(url: str, path: Path) -> None:
             raise DownloadError(f"download interrupted after {out.tell():,} of {total:,} bytes; nothing kept")
     write_atomic(path, stream)
 
-
 def _verified(path: Path, remote: Remote) -> Path:
     """path if its sha1 is the registered one; else it is refused and moved aside to unique(path.bad)."""
     if remote.sha1 is None or (got := sha1sum(path)) == remote.sha1:
@@ -196,10 +173,9 @@ def _verified(path: Path, remote: Remote) -> Path:
         moved = f"was moved aside to {bad}"
     except OSError as e:             # a read-only data folder: say what is wrong all the same
         moved = f"could not be moved aside ({e.strerror})"
-    raise DownloadError(f"{path} has sha1 {got}, expected {remote.sha1} (truncated or a different file); it "
+    raise DownloadError(f"{path} has sha1 {got}, expected {remote.sha1} (truncated or another file); it "
                         f"{moved} and will not be used. Run again to download a fresh copy, put the right "
-                        f"file at {path}, or read another packaging of the same data without the checksum: "
-                        f"--data-file DATASET={path}.")
+                        f"file there, or read another packaging unchecked: --data-file DATASET={path}.")
 
 
 # --------------------------------------------------------------------------- NetCDF4 (Brain-Score) reader
@@ -214,14 +190,11 @@ class Assembly:
         """The first of the named coordinates along dim."""
         if found := [self.coords[n][1] for n in names if self.coords.get(n, ("",))[0] == dim]:
             return found[0]
-        have = ", ".join(n for n, (d, _) in self.coords.items() if d == dim) or "none"
-        raise ValueError(f"{self.path}: no coordinate {' or '.join(map(repr, names))} along {dim!r} "
-                         f"(found: {have})")
-
+        raise ValueError(f"{self.path}: no coordinate {' or '.join(map(repr, names))} along {dim!r} (found: "
+                         f"{', '.join(n for n, (d, _) in self.coords.items() if d == dim) or 'none'})")
 
 def read_netcdf(path: str | Path) -> Assembly:
-    """`data` (`_FillValue` -> NaN) and its 1-D coordinates (strings as str), each along the dimension its
-    DIMENSION_LIST names, else the one dimension of its length."""
+    """`data` (_FillValue -> NaN), 1-D coordinates along their DIMENSION_LIST, else the dim of that size."""
     path = Path(path)
     try:
         f = h5py.File(path, "r")
@@ -253,7 +226,6 @@ def read_netcdf(path: str | Path) -> Assembly:
                             np.char.decode(var[()], "utf-8") if var.dtype.kind == "S" else var[()])
     return Assembly(path, data, dims, coords)
 
-
 def _float32(x: np.ndarray, path: Path, what: str) -> np.ndarray:
     """(n, n_targets) as float32; NaN, inf or a value beyond float32's range is an error naming the file."""
     with np.errstate(over="ignore"):
@@ -268,27 +240,15 @@ def _float32(x: np.ndarray, path: Path, what: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- Brain-Score datasets
-def _part(name: str, asm: Assembly, rows: np.ndarray, cols: np.ndarray, texts: tuple, groups: tuple,
-          keys: tuple, subjects: tuple) -> Dataset:
-    """rows x cols; texts..subjects name coordinates, the first present wins. stimulus_ids stay as stored
-    (Brain-Score's fit sorts each split by them: 1041be4 metrics/linear_predictivity/metric.py `sortby`);
-    a group stored out of presentation order (keys) is sorted within its positions, with a warning."""
+def _part(name: str, asm: Assembly, texts: tuple, groups: tuple, subjects: tuple,
+          rows: np.ndarray | slice = slice(None), cols: np.ndarray | slice = slice(None)) -> Dataset:
+    """rows x cols, in stored order as Brain-Score feeds them (1041be4 benchmarks/blank2014/benchmark.py
+    story_indexer); its fit sorts each split by stimulus_id (metrics/linear_predictivity/metric.py sortby)."""
     groups = asm.coord(*groups)[rows].astype(str)
-    keys = [asm.coords[k][1][rows] for k in keys
-            if asm.coords.get(k, ("",))[0] == "presentation" and asm.coords[k][1].dtype.kind in "iuf"]
-    order = np.arange(len(rows))
-    for group in dict.fromkeys(groups) if keys else ():
-        where = np.flatnonzero(groups == group)
-        order[where] = where[np.lexsort([key[where] for key in reversed(keys)])]
-    if not np.array_equal(order, np.arange(len(rows))):
-        warnings.warn(f"{name}: the file does not store each group in presentation order; rows were "
-                      f"reordered within each group, so the splits differ from Brain-Score's")
-    rows = rows[order]
     return Dataset(name=name, texts=[str(t) for t in asm.coord(*texts)[rows]], groups=groups.tolist(),
-                   responses=_float32(asm.data[np.ix_(rows, cols)], asm.path, name),  # (n_stimuli, n_targets)
+                   responses=_float32(asm.data[rows][:, cols], asm.path, name),  # (n_stimuli, n_targets)
                    subjects=asm.coord(*subjects, dim="neuroid")[cols].astype(str),
                    stimulus_ids=asm.coord("stimulus_id")[rows])
-
 
 def load_pereira2018(paths: list[Path]) -> list[Dataset]:
     """One part per experiment, neuroids with a NaN in it dropped (Brain-Score: dropna('neuroid'))."""
@@ -300,36 +260,27 @@ def load_pereira2018(paths: list[Path]) -> list[Dataset]:
                              f"(found: {', '.join(sorted(set(map(str, experiment))))})")
         if (cols := np.flatnonzero(~np.isnan(asm.data[rows]).any(axis=0))).size == 0:
             raise ValueError(f"{asm.path}: every neuroid has NaN responses in experiment {exp!r}")
-        parts.append(_part(f"Pereira2018.{exp}", asm, rows, cols, ("stimulus", "sentence"),
-                           ("passage_label", "passage_index"), ("stimulus_num",), ("subject",)))
+        parts.append(_part(f"Pereira2018.{exp}", asm, ("stimulus", "sentence"),
+                           ("passage_label", "passage_index"), ("subject",), rows, cols))
     return parts
 
-
 def load_blank2014(paths: list[Path]) -> list[Dataset]:
-    asm = read_netcdf(paths[0])
-    return [_part("Blank2014", asm, *map(np.arange, asm.data.shape), ("stimulus",), ("story",),
-                  ("sentence_number_in_story", "part_number_in_sentence"),
+    return [_part("Blank2014", read_netcdf(paths[0]), ("stimulus",), ("story",),
                   ("subject_id", "subject_UID", "subject"))]
 
-
 def load_fedorenko2016(paths: list[Path]) -> list[Dataset]:
-    asm = read_netcdf(paths[0])
-    return [_part("Fedorenko2016", asm, *map(np.arange, asm.data.shape), ("stimulus", "word"),
-                  ("sentence_id",), ("word_num",), ("subject_UID", "subject_id", "subject"))]
+    return [_part("Fedorenko2016", read_netcdf(paths[0]), ("stimulus", "word"), ("sentence_id",),
+                  ("subject_UID", "subject_id", "subject"))]
 
 
 # --------------------------------------------------------------------------- Wehbe2014 (preprocessed release)
-# Toneva & Wehbe 2019's copy (mtoneva/brain_language_nlp 0f519a0 README.md: "detrended, smoothed, and trimmed
-# to remove the first 20TRs and the last 15TRs"), reused by Aw & Toneva 2023, read as their code reads it
-# (predict_brain_from_nlp.py data/fMRI/data_subject_{F..N}.npy; utils/utils.py time_fmri.npy, runs_fmri.npy,
-# time_words_fmri.npy; extract_nlp_features.py data/stimuli_words.npy). The data folder mirrors their data/.
-# Shapes (awwkl/brain_language_summarization f341823 utils/utils.py): time_fmri (1351,) [0, 2, ...], runs_fmri
-# (1351,) 1..4, time_words_fmri (5176,) [20., 20.5, ...], data_subject (1211, ~27905).
+# Toneva & Wehbe 2019's release, as their code reads data/ (mtoneva/brain_language_nlp 0f519a0: README.md
+# "detrended, smoothed, and trimmed to remove the first 20TRs and the last 15TRs"; predict_brain_from_nlp.py,
+# utils/utils.py, extract_nlp_features.py). Shapes: awwkl/brain_language_summarization f341823 utils/utils.py.
 WEHBE_N_TR, WEHBE_N_WORDS, WEHBE_N_RUNS, WEHBE_TRIM = 1351, 5176, 4, (20, 15)
 WEHBE_SUBJECTS = tuple("FHIJKLMN")
 WEHBE_FILES = ("stimuli_words.npy", "fMRI/time_fmri.npy", "fMRI/runs_fmri.npy", "fMRI/time_words_fmri.npy",
                *(f"fMRI/data_subject_{s}.npy" for s in WEHBE_SUBJECTS))
-
 
 def load_wehbe2014(paths: list[Path]) -> list[Dataset]:
     """paths: WEHBE_FILES, in order. Responses as released; words 0..19 get no features (utils.py); 4
@@ -366,7 +317,6 @@ def load_wehbe2014(paths: list[Path]) -> list[Dataset]:
                     word_tr=np.searchsorted(trs, onsets) - 1,   # last TR starting before the word (utils.py)
                     sample_tr=kept, n_tr=WEHBE_N_TR, first_word=20, n_folds=4, gap=5, window=20)]
 
-
 def _npy(path: Path, kinds: str, shape: tuple) -> np.ndarray:
     """np.load without pickles; its dtype kind in kinds and its shape (None: any length but 0) checked."""
     try:
@@ -383,9 +333,8 @@ def _npy(path: Path, kinds: str, shape: tuple) -> np.ndarray:
 
 # --------------------------------------------------------------------------- Futrell2018 (behavioural)
 def load_futrell2018(paths: list[Path]) -> list[ReadingTimes]:
-    """Brain-Score's assembly as its benchmark reads it (1041be4 benchmarks/futrell2018/benchmark.py): words
-    in stored order (story, then position; one running context), reading times (ms, NaN = not read;
-    checked here, before any model runs), word_within_sentence_id (its 1s are left out of the score)."""
+    """As Brain-Score 1041be4 benchmarks/futrell2018/benchmark.py reads it: words in stored order (one running
+    context), reading times (ms, NaN = not read) checked before any model runs."""
     asm = read_netcdf(paths[0])
     word_in_sentence, stories = asm.coord("word_within_sentence_id"), asm.coord("story_id", "story")
     if word_in_sentence.dtype.kind not in "iu":
@@ -412,46 +361,38 @@ _BS_OLD = "https://brainscore-language.s3.amazonaws.com/"                     # 
 _BS = "; packaged by Schrimpf et al. 2021, PNAS 118(45):e2105646118 (Brain-Score)"
 _TONEVA = "github.com/mtoneva/brain_language_nlp (Toneva & Wehbe's code, commit 0f519a0)"
 _WEHBE_FROM = (f"stimuli_words.npy is in the data/ folder of {_TONEVA}.",       # by name.startswith("fMRI/")
-               f"The fMRI/ files are Toneva & Wehbe's preprocessed release, linked as 'preprocessed data "
-               f"here' from the README of {_TONEVA}.")
-
+               f"The fMRI/ files are linked as 'preprocessed data here' from the README of {_TONEVA}.")
 
 def _brainscore_file(identifier: str, sha1: str, version_id: str) -> tuple[Remote]:
     name = "assy_" + identifier.replace(".", "_") + ".nc"
     return (Remote(name, (_BS_NOW + name, f"{_BS_OLD}{name}?versionId={version_id}"), sha1),)
 
-
-# Ceilings: Brain-Score's (Pereira's parts, Blank2014, Futrell2018), the paper's Table 6 (Wehbe2014)
 DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (
     DatasetInfo("Pereira2018", "fMRI, 627 sentences (243 + 384, two experiments), 10 subjects",
                 "Pereira et al. 2018, Nature Communications 9:963" + _BS,
                 _brainscore_file("Pereira2018.language", "f8434b4022f5b2c862f0ff2854d5b3f5f2a7fb96",
                                  "fq0gh.P7ThLu6DWUulho5W_F.YTEhDqJ"),
                 {"Pereira2018.243sentences": 0.35378928, "Pereira2018.384sentences": 0.36343748},
-                load_pereira2018, "URLs and sha1 (from Brain-Score's source, not downloaded here)"),
+                load_pereira2018),
     DatasetInfo("Blank2014", "fMRI, 1,317 story fragments (one per TR) x 60 language fROIs, 5 subjects",
                 "Blank, Kanwisher & Fedorenko 2014, J Neurophysiol 112(5):1105-1118" + _BS,
                 _brainscore_file("Blank2014.fROI", "af1e868821b897cb1684e4c8dcd33977121ef552",
                                  "qM.uLV8ltOHM297r2SaGteYMX4Vy.oHB"),
-                {"Blank2014": 0.21026591}, load_blank2014,
-                "URLs and sha1; that the file stores each story in presentation order"),
+                {"Blank2014": 0.21026591}, load_blank2014),
     DatasetInfo("Wehbe2014", "fMRI, Harry Potter ch. 9 (5,176 words, 0.5 s each), 1,211 TRs, 8 subjects",
                 "Wehbe et al. 2014, PLoS ONE 9(11):e112575; preprocessed by Toneva & Wehbe 2019, NeurIPS",
                 tuple(Remote(name, (), None, _WEHBE_FROM[name.startswith("fMRI/")]) for name in WEHBE_FILES),
-                {"Wehbe2014": 0.104}, load_wehbe2014, "no sha1 is published (format, shapes and timings are "
-                "checked; the sha1s of what was read are recorded); the layout, from Toneva & Wehbe's code"),
+                {"Wehbe2014": 0.104}, load_wehbe2014),
     DatasetInfo("Fedorenko2016", "ECoG, 416 words (52 sentences x 8) x 97 electrodes, 5 subjects",
                 "Fedorenko et al. 2016, PNAS 113(41):E6256-E6262" + _BS,
                 _brainscore_file("Fedorenko2016.language", "2966b6d78e972a72068aa6907377483f427e8d9a",
                                  "qvB7YZfEjbXEE64bODNLlQlZKWGpgPhy"),
-                {}, load_fedorenko2016, "URLs and sha1; no ceiling is published"),
+                {}, load_fedorenko2016),
     DatasetInfo("Futrell2018", "self-paced reading times, 10,256 words of 10 Natural Stories x 180 subjects",
                 "Futrell et al. 2018, The Natural Stories Corpus, LREC" + _BS,
                 _brainscore_file("Futrell2018", "381ccc8038fbdb31235b5f3e1d350f359b5e287f",
                                  "MpR.gIXN8UrUnqwQyj.kCrh4VWrBvsGf"),
-                {"Futrell2018": 0.858}, load_futrell2018,
-                "URLs and sha1; the ceiling .858 (Brain-Score's test value)", behaviour=True))}
-
+                {"Futrell2018": 0.858}, load_futrell2018, behaviour=True))}
 
 def ceiling(name: str) -> float:
     """A part's published ceiling; a dataset's, the mean of its parts' (Pereira2018 .359, Table 6); or NaN."""
@@ -466,19 +407,15 @@ def ceiling(name: str) -> float:
 # --------------------------------------------------------------------------- entry points
 def load(name: str, data_dir: str | Path | None = None, *, files: list[str | Path] | None = None,
          download: bool = True) -> list[Dataset] | list[ReadingTimes]:
-    """The parts to score and average; files: paths given by hand (--data-file) in the order of
-    DATASETS[name].files, read under any name without the checksum. Parts record their fingerprint()."""
-    stamp = fingerprint(name, data_dir, files=files)           # checks name and files, downloads nothing
-    info = DATASETS[name]
+    """The parts to score; files (--data-file): paths in DATASETS[name].files order, checksum skipped."""
+    stamp, info = fingerprint(name, data_dir, files=files), DATASETS[name]    # checks name and files first
     paths = list(map(Path, files)) if files is not None else _fetch(info, data_home(data_dir), download)
     return [replace(part, **stamp) for part in info.loader(paths)]
 
-
 def fingerprint(name: str, data_dir: str | Path | None = None, *,
                 files: list[str | Path] | None = None) -> dict:
-    """{"files": {file name: sha1}, "checksum": ...} of what load() reads, without downloading or parsing:
-    "verified" registered sha1s (load checks them), "skipped" those of files given by hand, "unpublished"
-    those of the data folder's files where none is published (Wehbe2014; DownloadError names any missing)."""
+    """{"files": {file name: sha1}, "checksum": "verified" (registered sha1s, load checks them) | "skipped"
+    (files given by hand) | "unpublished" (Wehbe2014)} of what load() reads; downloads nothing."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     info = DATASETS[name]
@@ -494,15 +431,13 @@ def fingerprint(name: str, data_dir: str | Path | None = None, *,
     return {"files": {Path(r.name).name: r.sha1 or sha1sum(folder / r.name) for r in info.files},
             "checksum": "unpublished" if unpublished else "verified"}
 
-
 def main(argv: list[str]) -> None:
     """python data.py NAME [FOLDER | FILE ...]: download (or read) a dataset and describe it."""
     if not argv or argv[0] not in DATASETS:
         sys.exit(f"usage: python data.py {{{','.join(DATASETS)}}} [FOLDER | FILE ...]")
     name, *paths = argv
     try:
-        by_hand = paths and Path(paths[0]).is_file()
-        parts = load(name, files=paths) if by_hand else load(name, paths[0] if paths else None)
+        parts = load(name, files=paths) if paths and Path(paths[0]).is_file() else load(name, *paths[:1])
     except (ValueError, OSError, DownloadError) as err:
         sys.exit(f"data.py: {err}")
     for d in parts:
@@ -510,7 +445,6 @@ def main(argv: list[str]) -> None:
                 f"{len(d.texts)} stimuli in {len(set(d.groups))} groups, responses {d.responses.shape}")
         print(f"{d.name}: {size}, {len(set(d.subjects))} subjects, ceiling {ceiling(d.name)}, "
               f"checksum {d.checksum}")
-
 
 if __name__ == "__main__":
     main(sys.argv[1:])

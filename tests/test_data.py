@@ -162,7 +162,7 @@ def use_remote(monkeypatch, name, *remotes):
 def test_registry_entries_are_complete():
     assert list(data.DATASETS) == ["Pereira2018", "Blank2014", "Wehbe2014", "Fedorenko2016", "Futrell2018"]
     for name, info in data.DATASETS.items():
-        assert info.name == name and info.what and info.citation and info.files and info.unverified
+        assert info.name == name and info.what and info.citation and info.files
         assert callable(info.loader) and info.behaviour == (name == "Futrell2018")
         for remote in info.files:
             assert remote.sha1 is None or len(remote.sha1) == 40
@@ -284,7 +284,7 @@ def test_reader_without_dimension_list_needs_distinct_lengths(tmp_path):
 def test_pereira2018_parts(tmp_path, fill):
     path, values = pereira_file(tmp_path / "p.nc", fill=fill)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")                    # stored in presentation order: no warning
+        warnings.simplefilter("error")
         p243, p384 = data.load("Pereira2018", files=[path])
     assert p243.name == "Pereira2018.243sentences" and p384.name == "Pereira2018.384sentences"
     # 243: subject C's voxels are NaN there and dropped; 384: all six voxels
@@ -339,16 +339,17 @@ def test_blank2014_story_order_and_subjects(tmp_path):
     assert list(d.subjects) == ["088", "088", "090", "090"]
 
 
-def test_blank2014_scrambled_file_is_put_in_presentation_order(tmp_path):
+def test_blank2014_rows_stay_in_stored_order(tmp_path):
+    # Brain-Score feeds each story in stored order (1041be4 benchmarks/blank2014/benchmark.py): no re-sorting
     rows = blank_rows(scramble=True)
     path, values = blank_file(tmp_path / "b.nc", rows)
-    with pytest.warns(UserWarning, match="reordered within each group, so the splits differ"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         (d,) = data.load("Blank2014", files=[path])
-    assert d.groups == [r[0] for r in rows]                        # each story keeps its positions
-    boar = [t for t, g in zip(d.texts, d.groups) if g == "Boar"]
-    assert boar == [f"Boar {s}-{p} " for s in range(3) for p in range(4)]
-    assert d.texts[0] == "Boar 0-0 " and d.stimulus_ids[0] == "Boar.0.0"   # ids move with their rows
-    np.testing.assert_array_equal(d.responses[0], values[2].astype(np.float32))
+    assert d.groups == [r[0] for r in rows]
+    assert d.texts == [f"{r[0]} {r[1]}-{r[2]} " for r in rows] and d.texts[0] == "Boar 0-1 "
+    assert list(d.stimulus_ids) == [f"{r[0]}.{r[1]}.{r[2]}" for r in rows]
+    np.testing.assert_array_equal(d.responses, values.astype(np.float32))
 
 
 @pytest.mark.parametrize("value, message", [
