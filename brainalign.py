@@ -177,8 +177,7 @@ def cross_validate(features, responses, splits, numerics="brainscore-2023", ids=
     return np.stack(r)
 
 def _mad(values):
-    values = np.asarray(values, dtype=np.float64)
-    return float(np.median(np.abs(values - np.median(values))))
+    return float(np.median(np.abs(np.subtract(values, np.median(values)))))
 
 def summarize(r, subjects=None):
     """Brain-Score's aggregation of r (n_splits, n_targets) -> Score: the median over all targets
@@ -521,6 +520,10 @@ def run(infos, datasets, settings, out, loaded=None):
         except (data.DownloadError, ValueError) as err:
             errors[d] = err
     records = {job: read_record(path, key, *job) for job, (path, key, _) in places.items()}
+    if None in records.values():                     # something to compute: the cache must take it
+        Path(settings.cache_dir).mkdir(parents=True, exist_ok=True)
+        if not os.access(settings.cache_dir, os.W_OK):
+            raise ValueError(f"--cache-dir {settings.cache_dir} cannot be written; give another folder")
     for d in dict.fromkeys(d for (_, d), rec in records.items() if rec is None and d not in loaded):
         try:
             loaded[d] = data.load(d, settings.data_dir, files=dict(settings.data_files).get(d))
@@ -879,9 +882,6 @@ def main(argv=None):
     import data
     import models
     try:
-        Path(settings.cache_dir).mkdir(parents=True, exist_ok=True)
-        if not os.access(settings.cache_dir, os.W_OK):
-            raise ValueError(f"--cache-dir {settings.cache_dir} cannot be written; give another folder")
         models.check_device(settings.device)
         infos = [models.resolve(m) for m in names]
         if len({i.name for i in infos}) < len(infos):

@@ -3,6 +3,7 @@ records keyed by everything that produced them and by nothing else, hand-edited 
 named and recomputed, a rerun over a complete cache that loads no data and no model, and the report
 folder written whole or not at all."""
 import json
+from pathlib import Path
 import sys
 import types
 
@@ -215,3 +216,13 @@ def test_a_killed_run_resumes_without_recomputing(tmp_path, fake_models, monkeyp
     tables = go(tmp_path, infos=infos)
     assert fake_models.calls == ["hub/m", "hub/m-tuned"]          # the first was not recomputed
     assert list(tables.values())[1][0]["tuned"] == "m-tuned"
+
+
+def test_a_read_only_cache_serves_a_complete_report_and_refuses_new_work(tmp_path, fake_models, monkeypatch):
+    tables = go(tmp_path)
+    real = ba.os.access                                                    # the cache cannot be written
+    monkeypatch.setattr(ba.os, "access", lambda path, mode: Path(path) != tmp_path / "cache" and real(path, mode))
+    assert go(tmp_path, out="out2") == tables                                         # every record is there
+    with pytest.raises(ValueError, match="--cache-dir .* cannot be written"):
+        go(tmp_path, infos=[info("m"), info("n")], out="out3")                     # n must be computed
+    assert fake_models.calls == ["hub/m"]
