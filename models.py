@@ -1,24 +1,15 @@
-"""Layer activations, word features and surprisal of HuggingFace language models, read as the paper's code
-read them.
-
-extract(): stimulus i of a context group (passage, story) is read in the context of the group's texts up to
-and including i (prepare_context), truncated on the left to the model's maximum length (Brain-Score); the
-representation is the last token of every layer: the embeddings, then every block (T5: encoder, then
-decoder), read by forward hooks before any final norm. extract_words(): Toneva & Wehbe's word features
-(Wehbe2014). surprisal(): every word's surprisal in one running context, as Brain-Score 2023 computed it.
-Default: the authors' code (Brain-Score PR #194, brain-score/language 91c88b1): float32 weights,
-token_type_ids dropped, LLaMA read at post_attention_layernorm. brainscore=True: Brain-Score 2.3.0's model
-side (token_type_ids passed where the tokenizer declares them, every block's output).
+"""Layer activations (extract), Toneva & Wehbe's word features (extract_words, Wehbe2014) and surprisal
+(Futrell2018) of HuggingFace language models, as the paper's code computed them: the authors' Brain-Score PR
+#194 (brain-score/language 91c88b1), or Brain-Score 2.3.0's model side (brainscore=True). MODELS holds the
+paper's 25 models and the GPT-2 appendix pairs; any hub id or model folder also works.
 Leaves out: scoring (brainalign.py), datasets (data.py), generation, quantisation, hub revisions.
 Run: python -c "import models; print(models.extract('gpt2', ['Hi there.', 'Bye.'], ['a', 'a']).shape)"
 """
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -32,11 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import transformers
+from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
+
+import data
 
 log = logging.getLogger(__name__)
 FORMAT = "brainalign-activations-v3"  # bump when what extract, extract_words or surprisal compute changes
-_NAN = float("nan")
 
 
 # --------------------------------------------------------------------------- registry
@@ -55,13 +48,11 @@ class ModelInfo:
     mmlu: float | None = None
     bbh: float | None = None
     delta_base: str | None = None  # hub id of the weights a delta release is added to
-    note: str = ""
+    note: str = ""                 # substitutes and deltas: what the hub id holds
 
 
-# A vanilla model: name, hub id, family, parameters, layers (T5: encoder + decoder blocks), Table 5 (Pereira,
-# Blank, Wehbe, Average), Table 9 (Futrell2018). Indented under it, the models tuned from it: name, hub id,
-# Table 5, Table 9, Table 7 (next-word loss, MMLU, BBH). "note:" is about the row above; "delta:" makes it a
-# weight difference on its vanilla model. GPT-2: the appendix pairs, whose Average alone is given.
+# Vanilla: name, hub id, family, parameters, layers, Table 5 (Pereira, Blank, Wehbe, Average), Table 9.
+# Indented, tuned from it: name, hub id, Tables 5, 9, 7 (loss, MMLU, BBH). note:/delta: qualify the row above.
 _TABLE = """
 t5-small              google/t5-v1_1-small             t5    77e6  16 .166 .168 .071 .135 .229
   flan-t5-small       google/flan-t5-small                            .202 .178 .079 .153 .054 .851  .294 .287
@@ -81,17 +72,17 @@ t5-xxl                google/t5-v1_1-xxl               t5    11e9  48 .343 .297 
   flan-t5-xxl         google/flan-t5-xxl                              .350 .268 .103 .240 .274 .638  .545 .443
   flan-alpaca-xxl     declare-lab/flan-alpaca-xxl                     .346 .268 .102 .239 .267 .607  .508 .229
 llama-7b              huggyllama/llama-7b              llama 7e9   32 .405 .154 .118 .226 .204
-    note: Meta's LLaMA-1 weights converted to transformers by the community (Meta never put them on the hub)
+    note: Meta's LLaMA-1, converted by the community
   alpaca-7b           chavinlo/alpaca-native                          .420 .167 .118 .235 .206 4.201 .404 .328
-    note: a community replication of Stanford Alpaca, registered as alpaca-7b by PR #194 (91c88b1 models/llama)
+    note: a replication of Stanford Alpaca, the authors' alpaca-7b (PR #194 91c88b1 models/llama)
   vicuna-7b           lmsys/vicuna-7b-v1.3                            .399 .152 .119 .223 .205 4.387 .472 .331
 llama-13b             huggyllama/llama-13b             llama 13e9  40 .412 .133 .115 .220 .184
-    note: Meta's LLaMA-1 weights converted to transformers by the community (Meta never put them on the hub)
+    note: Meta's LLaMA-1, converted by the community
   vicuna-13b          lmsys/vicuna-13b-v1.3                           .423 .148 .116 .229 .184 4.130 .521 .387
   stable-vicuna-13b   CarperAI/stable-vicuna-13b-delta                .415 .144 .115 .225 .196 4.623 .495 .380
-    delta: CarperAI's weight difference on LLaMA-13B; merge_delta() adds it to huggyllama/llama-13b
+    delta: a weight difference on LLaMA-13B, added by merge_delta()
 llama-33b             huggyllama/llama-30b             llama 33e9  60 .426 .145 .109 .227 .158
-    note: the community's conversion of Meta's LLaMA-30B (32.5B parameters; the paper says 33B)
+    note: Meta's LLaMA-30B (32.5B parameters; the paper says 33B), converted by the community
   vicuna-33b          lmsys/vicuna-33b-v1.3                           .436 .156 .105 .232 .164 3.940 .590 .426
 gpt2                  openai-community/gpt2            gpt2  124e6 12 nan  nan  nan  .172
   gpt2-alpaca         vicgalle/gpt2-alpaca                            nan  nan  nan  .167
@@ -109,7 +100,8 @@ def _registry(table: str) -> dict[str, ModelInfo]:
     for line in table.strip("\n").splitlines():
         name, *fields = line.split()
         if name in ("note:", "delta:"):
-            rows[-1] = replace(rows[-1], note=" ".join(fields), delta_base=vanilla.hub_id if name == "delta:" else None)
+            delta_base = vanilla.hub_id if name == "delta:" else None
+            rows[-1] = replace(rows[-1], note=" ".join(fields), delta_base=delta_base)
             continue
         if line.startswith(" "):                       # tuned from the vanilla model above
             hub_id, *values = fields
@@ -125,12 +117,10 @@ def _registry(table: str) -> dict[str, ModelInfo]:
 
 
 MODELS: dict[str, ModelInfo] = _registry(_TABLE)
-_BY_HUB_ID = {m.hub_id: m for m in MODELS.values()}
 
 
 def resolve(name: str) -> ModelInfo:
-    """A registry key, a local model folder or a hub id ("owner/name") -> ModelInfo. A local folder is named
-    "<folder name>@<8 hex digits of its absolute path>": unique, the same from any working folder."""
+    """A registry key, hub id ("owner/name") or model folder (named "<folder name>@<hash of its path>")."""
     choices = f"give a registry name ({', '.join(MODELS)}), a hub id (owner/name) or a local model folder"
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"model name {name!r} is empty: {choices}")
@@ -140,61 +130,49 @@ def resolve(name: str) -> ModelInfo:
         try:
             family = json.loads(config.read_text()).get("model_type", "")
         except (OSError, ValueError, AttributeError) as err:
-            raise ValueError(f"{config} is not a model config ({type(err).__name__}: {err}): a model folder holds "
-                             "config.json, tokenizer and weights as save_pretrained writes them") from None
+            raise ValueError(f"{config} is not a model config ({type(err).__name__}: {err}): a model folder "
+                             "holds config.json, tokenizer and weights, as save_pretrained writes") from None
+        name = f"{path.name or 'model'}@{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
         family = family if family in ("t5", "llama", "gpt2") else ""
-        digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
-        return ModelInfo(f"{path.name or 'model'}@{digest}", str(path), family, _NAN, 0, None, note=f"folder {path}")
-    if name in MODELS or name in _BY_HUB_ID:
-        return MODELS.get(name) or _BY_HUB_ID[name]
+        return ModelInfo(name, str(path), family, np.nan, 0, None, note=f"local folder {path}")
+    if known := [m for m in MODELS.values() if name in (m.name, m.hub_id)]:
+        return known[0]
     if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", name):
-        return ModelInfo(name, name, "", _NAN, 0, None, note="hub id, not in the registry")
+        return ModelInfo(name, name, "", np.nan, 0, None, note="hub id, not in the registry")
     if path.exists() or name.startswith((".", "~")) or "/" in name or "\\" in name:
-        raise ValueError(f"no such folder {name}{' (it is a file)' if path.exists() else ''}: give the folder "
-                         "that holds the model's config.json and weights, or a hub id (owner/name)")
+        raise ValueError(f"no such folder {name}{' (it is a file)' if path.exists() else ''}: give the "
+                         "folder that holds the model's config.json and weights, or a hub id (owner/name)")
     raise ValueError(f"unknown model {name!r}: {choices}")
 
 
 def identity(info: ModelInfo, *, dtype: str = "float32", brainscore: bool = False) -> dict:
-    """What decides a model's outputs, known with no network and no model load: the weights (hub id, or a
-    local folder's path and a fingerprint of its files' names, sizes, times and config.json), dtype,
-    readout, token_type_ids and the format. Keys every cache entry."""
-    _check_options(dtype)
-    weights = {"hub_id": info.hub_id, "revision": "main", "delta_on": info.delta_base}
-    if os.path.isabs(info.hub_id) and not info.delta_base:            # a local folder
-        folder = Path(info.hub_id)
-        digest = hashlib.sha256((folder / "config.json").read_bytes())
-        for f in sorted(p for p in folder.iterdir() if p.is_file()):
-            digest.update(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns};".encode())
-        weights = {"path": str(folder), "files": digest.hexdigest()[:16]}
-    return {"format": FORMAT, "weights": weights, "dtype": dtype, "readout": "block" if brainscore else "paper",
-            "token_type_ids": "pass" if brainscore else "drop"}
-
-
-# --------------------------------------------------------------------------- argument checks
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def _whole(value, what: str, least: int) -> int:
-    """value as an int (a Python or numpy integer); bools, floats and values below `least` are refused."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-        raise ValueError(f"{what} must be a whole number >= {least}, got {value!r}")
-    return int(value)
-
-
-def _check_options(dtype: str, batch_size=1) -> int:
+    """What decides a model's outputs, known with no network and no load; keys every cache entry."""
     if not isinstance(dtype, str) or dtype not in _DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}: use {', '.join(_DTYPES)}")
-    return _whole(batch_size, "batch_size", 1)
+    weights = {"hub_id": info.hub_id, "revision": "main", "delta_on": info.delta_base}
+    if os.path.isabs(info.hub_id) and not info.delta_base:   # a folder: config, files' names, sizes, times
+        digest = hashlib.sha256(Path(info.hub_id, "config.json").read_bytes())
+        for f in sorted(p for p in Path(info.hub_id).iterdir() if p.is_file()):
+            digest.update(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns};".encode())
+        weights = {"path": info.hub_id, "files": digest.hexdigest()[:16]}
+    return {"format": FORMAT, "weights": weights, "dtype": dtype,
+            "readout": "block" if brainscore else "paper", "token_type_ids": "pass" if brainscore else "drop"}
 
 
-def _check_texts(texts: list, plural: str, one: str, strip: bool = False) -> None:
+def _begin(model, texts, one, dtype, batch_size, device, brainscore=False, *, strip=False, window=(0, 0)):
+    """Checks before loading -> (info, texts, identity, batch_size, window, device); window: (it, min)."""
+    info, texts, plural = resolve(model), list(texts), "texts" if one == "stimulus" else "words"
     if not texts:
         raise ValueError(f"{plural} is empty: give at least one {one}, in presentation order")
     for i, t in enumerate(texts):
         if not isinstance(t, str) or not t.strip() or (strip and t != t.strip()):
             rule = "text and no surrounding whitespace" if strip else "text: drop it or fill it in"
             raise ValueError(f"{one} {i} is {t!r}: every {one} needs {rule}")
+    for what, value, least in (("window", *window), ("batch_size", batch_size, 1)):  # numpy integers too
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ValueError(f"{what} must be a whole number >= {least}, got {value!r}")
+    ident = identity(info, dtype=dtype, brainscore=brainscore)
+    return info, texts, ident, int(batch_size), int(window[0]), check_device(device)
 
 
 def check_device(device: str) -> str:
@@ -203,11 +181,10 @@ def check_device(device: str) -> str:
         return "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     if device not in ("cpu", "mps", "map") and not re.fullmatch(r"cuda(:\d+)?", str(device)):
         raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N, mps or map (all GPUs)")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device 'mps' asked for but Apple's MPS backend is not available here: use 'auto' or 'cpu'")
-    if device not in ("cpu", "mps") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for but CUDA is not available here: use 'auto' or 'cpu'")
-    if device == "map" and not importlib.util.find_spec("accelerate"):
+    hw = {"cpu": None, "mps": "Apple's MPS"}.get(device, "CUDA")
+    if hw and not (torch.backends.mps if device == "mps" else torch.cuda).is_available():
+        raise ValueError(f"device {device!r} asked for but {hw} is not available here: use 'auto' or 'cpu'")
+    if device == "map" and not transformers.utils.is_accelerate_available():
         raise ValueError("device 'map' (device_map='auto') needs accelerate: pip install accelerate")
     return device
 
@@ -233,10 +210,8 @@ def _contexts(texts, groups, window):
 
 
 def _plan(tok, kind, contexts, chains, max_len):
-    """-> jobs [(token ids, [(stimulus, [position])])]: one forward sequence each, and where to read it.
-    Causal models: one sequence per chain, read at the last token of every stimulus whose own tokens are a
-    prefix of it (under causal attention, the computation of one pass per prefix); the others (tokenised
-    differently there, or longer than max_len) run alone, truncated as the tokenizer truncates."""
+    """-> jobs [(token ids, [(stimulus, [position])])]: a causal model runs a chain once, read at the last
+    token of each stimulus whose tokens are a prefix of it (causal attention: one pass per prefix)."""
     jobs, alone = [], []
     for chain in chains:
         if kind != "causal" or len(chain) == 1:
@@ -249,8 +224,7 @@ def _plan(tok, kind, contexts, chains, max_len):
                       if 0 < len(x) <= len(full) and x == full[:len(x)]]
         if reads:
             jobs.append((full[:max(p for _, (p,) in reads) + 1], reads))
-        done = {i for i, _ in reads}
-        alone += [i for i in chain if i not in done]
+        alone += sorted(set(chain) - {i for i, _ in reads})
     if alone:
         ids = tok([contexts[i] for i in alone], truncation=True, max_length=max_len)["input_ids"]
         jobs += [(x, [(i, [len(x) - 1])]) for i, x in zip(alone, ids)]
@@ -261,70 +235,47 @@ def _plan(tok, kind, contexts, chains, max_len):
 
 
 # --------------------------------------------------------------------------- loading
-_ENCODERS = {"bert", "roberta", "distilbert", "albert", "electra", "deberta", "deberta-v2", "xlm-roberta", "mpnet"}
-_DTYPE_KW = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "spiece.model",
-                    "tokenizer.model", "sentencepiece.bpe.model")
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_KEPT: dict = {}  # the one model kept loaded: key -> (tokenizer, model, config); _KEPT.clear() frees it
+_ENCODERS = set("bert roberta distilbert albert electra deberta deberta-v2 xlm-roberta mpnet".split())
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "spiece.model")
 
 
 def _kind(config) -> str:
     """'seq2seq' (T5), 'encoder' (BERT-like, bidirectional) or 'causal' (decoder-only)."""
-    if config.is_encoder_decoder:
-        return "seq2seq"
-    return "encoder" if config.model_type in _ENCODERS else "causal"
-
-
-def _load_error(source: str, err: Exception) -> OSError:
-    todo = (f"check the name at https://huggingface.co/{source} (no folder {source} exists here either); for a "
-            "gated model accept its licence there and run `hf auth login` or set HF_TOKEN; offline, give a local "
-            "folder as the model name, or set HF_HUB_OFFLINE=1 to use the HuggingFace cache")
-    if Path(source).is_dir():
-        todo = f"{source} must hold config.json, the tokenizer files and the weights, as save_pretrained writes them"
-    return OSError(f"could not load {source!r}: {type(err).__name__}: {' '.join(str(err).split())} What to do: {todo}")
-
-
-def _config(source: str):
-    try:
-        return transformers.AutoConfig.from_pretrained(source)
-    except Exception as err:
-        raise _load_error(source, err) from err
+    encoder = config.model_type in _ENCODERS
+    return "seq2seq" if config.is_encoder_decoder else "encoder" if encoder else "causal"
 
 
 @contextmanager
-def _quiet(progress: bool):
-    """Mute transformers' load report (AutoModel drops the LM head on purpose) and, unless progress, its bars."""
-    hf = transformers.utils.logging
-    level, bars = hf.get_verbosity(), hf.is_progress_bar_enabled()
-    hf.set_verbosity_error()
-    if not progress:
-        hf.disable_progress_bar()
+def _loading(source: str):
+    """Turn any error of what transformers loads from source into an OSError that says what to do."""
     try:
         yield
-    finally:
-        hf.set_verbosity(level)
-        if bars:
-            hf.enable_progress_bar()
+    except Exception as err:
+        todo = (f"check the name at https://huggingface.co/{source} (no folder {source} exists here either); "
+                "for a gated model accept its licence there and run `hf auth login` or set HF_TOKEN; "
+                "offline, give a local folder as the model name, or set HF_HUB_OFFLINE=1 to use HF's cache")
+        if Path(source).is_dir():
+            todo = f"{source} must hold config.json, the tokenizer and the weights, as save_pretrained writes"
+        raise OSError(f"could not load {source!r}: {type(err).__name__}: {' '.join(str(err).split())} "
+                      f"What to do: {todo}") from err
 
 
 def merge_delta(base: str, delta: str, out_dir: str | Path, revision: str | None = None) -> Path:
-    """Full weights from a weight-difference release: every tensor = base + delta, summed in float32, stored in
-    the delta's dtype; vocabulary rows the delta adds (StableVicuna's [PAD]) start from the mean of the base
-    rows (Stanford Alpaca's recovery recipe; never read). Written once to a temporary folder renamed to
-    out_dir (removed whatever happens); if another job finishes the same merge first, its result is used."""
-    out_dir = Path(out_dir)
+    """base + delta, summed in float32, in the delta's dtype; new vocabulary rows (StableVicuna's [PAD]) from
+    the mean base row (Stanford Alpaca's recovery recipe). Saved once; another job's finished merge wins."""
+    out_dir, auto = Path(out_dir), transformers.AutoModelForCausalLM
     if (out_dir / "config.json").exists():
         return out_dir
     log.warning("merging %s + %s into %s (once)", base, delta, out_dir)
-    try:
-        b = transformers.AutoModelForCausalLM.from_pretrained(base, **{_DTYPE_KW: "auto"})
-        d = transformers.AutoModelForCausalLM.from_pretrained(delta, revision=revision, **{_DTYPE_KW: "auto"})
-        tok = transformers.AutoTokenizer.from_pretrained(delta, revision=revision)  # deltas ship their tokenizer
-    except Exception as err:
-        raise _load_error(f"{base} + {delta}", err) from err
-    bs = b.state_dict()
+    with _loading(f"{base} + {delta}"):
+        b = auto.from_pretrained(base, torch_dtype="auto").state_dict()
+        d = auto.from_pretrained(delta, revision=revision, torch_dtype="auto")
+        tok = transformers.AutoTokenizer.from_pretrained(delta, revision=revision)  # deltas ship one
     with torch.no_grad():
         for name, p in d.state_dict().items():
-            q = bs[name].float()
+            q = b[name].float()
             if q.shape != p.shape:  # rows added to the vocabulary
                 q = torch.cat([q, q.mean(0, keepdim=True).expand(p.shape[0] - q.shape[0], *q.shape[1:])])
             p.copy_((p.float() + q).to(p.dtype))
@@ -333,26 +284,19 @@ def merge_delta(base: str, delta: str, out_dir: str | Path, revision: str | None
     try:
         d.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        try:
-            os.replace(tmp, out_dir)           # atomic; fails if another job's merge is already there
-        except OSError:
-            if not (out_dir / "config.json").exists():
-                raise
-            log.warning("another job finished merging %s first: using its result", out_dir)
+        os.replace(tmp, out_dir)           # atomic; fails if another job's merge is already there
+    except OSError:
+        if not (out_dir / "config.json").exists():
+            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 
-_KEPT: dict = {}  # the one model kept loaded: key -> (tokenizer, model, config); _KEPT.clear() frees it
-
-
-def _load(info: ModelInfo, weights: dict, device: str, dtype: str, cache_dir, progress=True, lm_head=False):
-    """-> (tokenizer, model in eval mode, config), with the trained language-model head if lm_head. Kept for
-    the next call (a run scores one model on every dataset before the next), keyed by the weights' identity
-    (a folder retrained in place loads again); the previous model goes first. A delta release is merged
-    once into <cache_dir>/merged. The tokenizer truncates on the left (Brain-Score's HuggingfaceSubject),
-    except T5's for surprisal: PR #194 (8ace8f3 models/t5) passes T5's own tokenizer, whose side is right."""
+def _load(info: ModelInfo, weights: dict, device: str, dtype: str, cache_dir, lm_head=False):
+    """-> (tokenizer, model in eval mode, config), with its LM head if lm_head, kept until another is loaded;
+    a delta merged once into <cache_dir>/merged. Truncation: to model_max_length, capped by the positions, on
+    the left (Brain-Score's HuggingfaceSubject); T5's, for surprisal, right (PR #194, 8ace8f3 models/t5)."""
     key = (info.name, json.dumps(weights, sort_keys=True), device, dtype, lm_head, str(cache_dir))
     if key in _KEPT:
         return _KEPT[key]
@@ -362,390 +306,269 @@ def _load(info: ModelInfo, weights: dict, device: str, dtype: str, cache_dir, pr
         folder = Path(cache_dir or Path.home() / ".cache" / "brainalign", "merged", info.name, "main")
         source = str(merge_delta(info.delta_base, info.hub_id, folder))
     if Path(source).is_dir() and not any((Path(source) / f).exists() for f in _TOKENIZER_FILES):
-        raise OSError(f"{source} has no tokenizer files (one of {', '.join(_TOKENIZER_FILES)}): save them there "
-                      "with tokenizer.save_pretrained(FOLDER), or copy them from the model's hub page")
-    config = _config(source)
+        raise OSError(f"{source} has no tokenizer files (one of {', '.join(_TOKENIZER_FILES)}): save them "
+                      "there with tokenizer.save_pretrained(FOLDER), or copy them from the model's hub page")
+    with _loading(source):
+        config = transformers.AutoConfig.from_pretrained(source)
     kind, auto = _kind(config), transformers.AutoModel
     if lm_head and kind == "encoder":
         raise ValueError(f"{source} is a {config.model_type} encoder: it has no left-to-right language-model "
                          "head, so it gives no surprisal. Score reading times with a causal LM or T5.")
     if lm_head:
         auto = transformers.AutoModelForSeq2SeqLM if kind == "seq2seq" else transformers.AutoModelForCausalLM
-    with _quiet(progress):
-        try:
-            tok = transformers.AutoTokenizer.from_pretrained(source)
-            net, report = auto.from_pretrained(source, output_loading_info=True, **{_DTYPE_KW: _DTYPES[dtype]},
-                                               **({"device_map": "auto"} if device == "map" else {}))
-        except Exception as err:
-            raise _load_error(source, err) from err
+    transformers.logging.set_verbosity_error()        # AutoModel drops the LM head on purpose: no report
+    with _loading(source):
+        tok = transformers.AutoTokenizer.from_pretrained(source)
+        net, report = auto.from_pretrained(source, output_loading_info=True, torch_dtype=_DTYPES[dtype],
+                                           **({"device_map": "auto"} if device == "map" else {}))
     if lm_head and report["missing_keys"]:
-        raise ValueError(f"{source} lacks trained weights for {', '.join(sorted(report['missing_keys']))}: saved "
-                         "without its language-model head, it gives no surprisal; load the checkpoint with it")
-    if device != "map":
-        net.to(device)
+        raise ValueError(f"{source} lacks trained weights for {', '.join(sorted(report['missing_keys']))}: "
+                         "saved without its language-model head, it gives no surprisal; load the one with it")
+    positions = getattr(config, "max_position_embeddings", 0) or getattr(config, "n_positions", 0)
+    limits = [x for x in (tok.model_max_length, kind != "seq2seq" and positions) if 0 < x < 1e7]
+    tok.model_max_length = int(min(limits or [10 ** 9]))
     if not lm_head or kind == "causal":
         tok.truncation_side = "left"
-    _KEPT[key] = tok, net.eval(), config
+    _KEPT[key] = tok, (net if device == "map" else net.to(device)).eval(), config
     return _KEPT[key]
 
 
-def _max_length(tok, config) -> int:
-    """Brain-Score truncates to the tokenizer's model_max_length; the position table (T5 has none) caps it."""
-    positions = None
-    if _kind(config) != "seq2seq":
-        positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    limits = [int(x) for x in (tok.model_max_length, positions) if isinstance(x, (int, float)) and 0 < x < 1e7]
-    return min(limits) if limits else 10 ** 9
-
-
 # --------------------------------------------------------------------------- layers
-def _stacks(config) -> list[tuple[str, int]]:
-    """-> [(stack name, number of blocks)]: one stack, or encoder and decoder for seq2seq."""
-    if _kind(config) != "seq2seq":
-        return [("", config.num_hidden_layers)]
-    return [("encoder", config.num_hidden_layers),
-            ("decoder", getattr(config, "num_decoder_layers", None) or config.decoder_layers)]
-
-
-def _post_attention(config, brainscore: bool) -> bool:
-    """Read a block at its post_attention_layernorm? PR #194 (brain-score/language 91c88b1,
-    models/llama/__init__.py) registers LLaMA, Alpaca and Vicuna at `model.layers.N.post_attention_layernorm`
-    (the residual stream after attention, normalised, before the MLP); T5 (`encoder.block.N`,
-    `decoder.block.N`, 8ace8f3 models/t5) and GPT-2 (`transformer.h.N`) at the block output, as Brain-Score
-    2.3.0 reads every model."""
-    return not brainscore and config.model_type == "llama"
+def _layers(config, brainscore: bool, net=None) -> list[tuple[str, torch.nn.Module | None, bool]]:
+    """extract()'s layers -> [(name, module to hook (in net, if given), pre-hook?)]. Per stack (T5: encoder,
+    decoder), the embeddings (the first block's input), then every block's output; but PR #194 (91c88b1
+    models/llama) reads LLaMA, Alpaca, Vicuna at layers.N.post_attention_layernorm (T5, GPT-2: the output)."""
+    post, stacks = not brainscore and config.model_type == "llama", [("", config.num_hidden_layers)]
+    if _kind(config) == "seq2seq":
+        n_decoder = getattr(config, "num_decoder_layers", None) or config.decoder_layers
+        stacks = [("encoder", config.num_hidden_layers), ("decoder", n_decoder)]
+    layers = []
+    for stack, n in stacks:
+        blocks, prefix = [None] * n, f"{stack}." if stack else ""
+        if net is not None:
+            module = getattr(net, f"get_{stack}")() if stack else net
+            lists = [m for m in module.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n]
+            if not lists:
+                raise RuntimeError(f"cannot find the {n} blocks of {type(module).__name__}")
+            blocks = lists[0]
+        layers.append((f"{prefix}embeddings", blocks[0], True))
+        for j, b in enumerate(blocks):
+            read = b.post_attention_layernorm if post and b is not None else b
+            layers.append((f"{prefix}block.{j}{'.post_attention_layernorm' if post else ''}", read, False))
+    return layers
 
 
 def layer_names(model: str, *, brainscore: bool = False) -> list[str]:
-    """Names of extract()'s layers, in order, from the model's config (no weights are loaded). A name ending
-    in "embeddings" is the input to the first block of its stack; the paper counts blocks only."""
-    config = _config(resolve(model).hub_id)
-    suffix = ".post_attention_layernorm" if _post_attention(config, brainscore) else ""
-    names = []
-    for stack, n in _stacks(config):
-        prefix = f"{stack}." if stack else ""
-        names += [f"{prefix}embeddings"] + [f"{prefix}block.{j}{suffix}" for j in range(n)]
-    return names
+    """Names of extract()'s layers, from the model's config alone (no weights are loaded)."""
+    source = resolve(model).hub_id
+    with _loading(source):
+        config = transformers.AutoConfig.from_pretrained(source)
+    return [name for name, _, _ in _layers(config, brainscore)]
 
 
-def _blocks(model, config) -> list[torch.nn.ModuleList]:
-    """The ModuleList of blocks of each stack (the first ModuleList of the right length)."""
-    found = []
-    for name, n in _stacks(config):
-        module = getattr(model, f"get_{name}")() if name else model
-        lists = [m for m in module.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n]
-        if not lists:
-            raise RuntimeError(f"cannot find the {n} blocks of {type(module).__name__}")
-        found.append(lists[0])
-    return found
-
-
-# --------------------------------------------------------------------------- running
-def _run(net, kind: str, jobs, batch_size: int, *, reader=None, token_types=False, cap_rows=True,
+# --------------------------------------------------------------------------- running and caching
+def _run(net, kind: str, jobs, batch_size: int, *, before=None, token_types=False, cap_rows=True,
          progress=True, desc=""):
-    """Yield (batch, model output) for jobs [(token ids, reads)], sorted by length and run in right-padded
-    batches of at most batch_size * 512 tokens and (cap_rows) batch_size sequences; padding follows every
-    position read. Inputs as the authors' code builds them: a causal model gets no attention mask (right
-    padding is invisible to causal attention, and the fast kernels apply); T5 gets the context also as
-    decoder_input_ids (PR #194, 8ace8f3 model_helpers/huggingface.py); token_types: zeros, as a tokenizer
-    returns them for one text. reader.select(batch, width) runs before each pass."""
-    batches = [[]]
+    """Yield (batch, output) for jobs [(token ids, reads)] by length, in right-padded batches of <= batch_size
+    * 512 tokens and (cap_rows) batch_size sequences, inputs as the authors' code builds them: no attention
+    mask for a causal model (it cannot see right padding); T5's context also as decoder_input_ids (PR 194)."""
+    batches = []
     for job in sorted(jobs, key=lambda j: len(j[0])):
-        full = cap_rows and len(batches[-1]) == batch_size
-        if batches[-1] and (full or (len(batches[-1]) + 1) * len(job[0]) > batch_size * 512):
+        full = bool(batches) and cap_rows and len(batches[-1]) == batch_size
+        if not batches or full or (len(batches[-1]) + 1) * len(job[0]) > batch_size * 512:
             batches.append([])
         batches[-1].append(job)
     pad, dev = getattr(net.config, "pad_token_id", None) or 0, net.get_input_embeddings().weight.device
     for batch in tqdm(batches, desc=desc, unit="batch", disable=None if progress else True):
-        width = max(len(ids) for ids, _ in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)        # (batch, width)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for r, (x, _) in enumerate(batch):
-            ids[r, :len(x)], mask[r, :len(x)] = torch.tensor(x), 1
-        inputs = {"input_ids": ids.to(dev)}
-        if kind != "causal":
-            inputs["attention_mask"] = mask.to(dev)
-        if token_types:
-            inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
+        ids = pad_sequence([torch.tensor(x) for x, _ in batch], True, pad).to(dev)          # (batch, width)
+        mask = pad_sequence([torch.ones(len(x), dtype=torch.long) for x, _ in batch], True).to(dev)
+        inputs = {"input_ids": ids} if kind == "causal" else {"input_ids": ids, "attention_mask": mask}
+        if token_types:                                      # zeros, as a tokenizer gives them for one text
+            inputs["token_type_ids"] = torch.zeros_like(ids)
         if kind == "seq2seq":
-            inputs.update(decoder_input_ids=inputs["input_ids"], decoder_attention_mask=inputs["attention_mask"])
+            inputs.update(decoder_input_ids=ids, decoder_attention_mask=mask)
         if kind != "encoder":
             inputs["use_cache"] = False
-        if reader:
-            reader.select(batch, width)
+        if before:
+            before(batch)
         with torch.inference_mode():
             out = net(**inputs)
         yield batch, out
 
 
-class _Reader:
-    """Forward hooks that copy out, layer by layer, the mean of the hidden states at each read's positions
-    (extract: the last token; extract_words: a word's tokens); only one layer's states live at a time.
-    out: (n_rows, n_layers, hidden) float32, filled as the batches run."""
+def _read(net, kind, layers, jobs, n_rows: int, batch_size: int, **run_options) -> np.ndarray:
+    """Run jobs [(token ids, [(row, positions)])] -> (n_rows, n_layers, hidden) float32: per read, the mean
+    over its positions of each of _layers()'s layers, copied out by hooks as they run (one at a time)."""
+    now = {}
 
-    def __init__(self, stacks: list[torch.nn.ModuleList], n_rows: int, post_attention: bool):
-        self.out, self.n_rows, self.hooks, layer = None, n_rows, [], 0
-        for blocks in stacks:
-            # the embeddings layer is the input of the first block (GPT-2: token + position embeddings);
-            # transformers passes it by position or by keyword
-            self.hooks.append(blocks[0].register_forward_pre_hook(partial(self._input, layer), with_kwargs=True))
-            for j, block in enumerate(blocks):
-                module = block.post_attention_layernorm if post_attention else block
-                self.hooks.append(module.register_forward_hook(partial(self._output, layer + 1 + j)))
-            layer += len(blocks) + 1
-        self.n_layers = layer
+    def select(batch):          # (reads, k) indices into the flat (batch * width) states, and their weights
+        width = max(len(x) for x, _ in batch)
+        reads = [(r * width, row, ps) for r, (_, rs) in enumerate(batch) for row, ps in rs]
+        k = max(len(ps) for *_, ps in reads)
+        now["rows"] = [row for _, row, _ in reads]
+        now["index"] = torch.tensor([[o + p for p in ps] + [o + ps[0]] * (k - len(ps)) for o, _, ps in reads])
+        now["weight"] = torch.tensor([[1 / len(ps)] * len(ps) + [0.0] * (k - len(ps)) for *_, ps in reads])
 
-    def __enter__(self):
-        return self
+    def record(layer, pre, module, args, more):      # more: a pre-hook's kwargs, or a hook's output
+        if pre:                                       # transformers passes the input by position or keyword
+            h = args[0] if args else more["hidden_states"]
+        else:
+            h = more[0] if isinstance(more, tuple) else more
+        picked = h.reshape(-1, h.shape[-1])[now["index"].to(h.device)].float()     # (reads, k, hidden)
+        if "out" not in now:
+            now["out"] = np.zeros((n_rows, len(layers), h.shape[-1]), np.float32)
+        now["out"][now["rows"], layer] = (picked * now["weight"].to(h.device)[..., None]).sum(1).cpu().numpy()
 
-    def __exit__(self, *exc):
-        for h in self.hooks:
+    hooks = []
+    for i, (_, module, pre) in enumerate(layers):
+        hook = module.register_forward_pre_hook if pre else module.register_forward_hook
+        hooks.append(hook(partial(record, i, pre), **({"with_kwargs": True} if pre else {})))
+    try:
+        for _ in _run(net, kind, jobs, batch_size, before=select, **run_options):
+            pass
+    finally:
+        for h in hooks:
             h.remove()
-
-    def select(self, batch, width: int) -> None:
-        """Which positions of the flattened (batch * width) states each read averages, padded with weight 0."""
-        self.rows, index = [], []
-        for r, (_, reads) in enumerate(batch):
-            for row, positions in reads:
-                self.rows.append(row)
-                index.append([r * width + p for p in positions])
-        k = max(len(x) for x in index)
-        self.weight = torch.tensor([[1 / len(x)] * len(x) + [0.0] * (k - len(x)) for x in index])  # (n_reads, k)
-        self.index = torch.tensor([x + [x[0]] * (k - len(x)) for x in index])                      # (n_reads, k)
-
-    def _input(self, layer, module, args, kwargs):
-        self._record(layer, args[0] if args else kwargs["hidden_states"])
-
-    def _output(self, layer, module, args, output):
-        self._record(layer, output[0] if isinstance(output, tuple) else output)
-
-    def _record(self, layer: int, h: torch.Tensor) -> None:                  # h: (batch, width, hidden)
-        picked = h.reshape(-1, h.shape[-1])[self.index.to(h.device)].float()  # (n_reads, k, hidden)
-        mean = (picked * self.weight.to(h.device)[..., None]).sum(1)           # (n_reads, hidden)
-        if self.out is None:
-            self.out = np.zeros((self.n_rows, self.n_layers, h.shape[-1]), np.float32)
-        self.out[self.rows, layer] = mean.cpu().numpy()
+    return now["out"]
 
 
-# --------------------------------------------------------------------------- cache
-def safe_name(s: str) -> str:
-    """A file-name-safe form of a model or dataset name: never empty, never '.' or '..'."""
-    return re.sub(r"[^A-Za-z0-9._@-]+", "--", s).strip("-.") or "_"
-
-
-def _entry(cache_dir, info: ModelInfo, **what) -> tuple[Path | None, str]:
-    """-> (<cache_dir>/activations/<model>/<key>.npz, or None without a cache_dir; key = a hash of what)."""
-    key = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return (Path(cache_dir, "activations", safe_name(info.name), f"{key}.npz") if cache_dir else None), key
-
-
-def _cached(path: Path | None, key: str, compute, nan_ok: bool = False) -> np.ndarray:
-    """compute()'s array, read from path when it holds the result for key. A file that cannot be read, holds
-    another key, or holds inf (or NaN, unless nan_ok) is moved aside to a new <name>.corrupt with a warning
-    naming it, and recomputed. Written through a temporary file and a rename."""
+def _cached(cache_dir, info: ModelInfo, ident: dict, compute, nan_ok: bool = False, **what) -> np.ndarray:
+    """compute()'s array, kept in <cache_dir>/activations/<model>/<hash of ident and what>.npz. A file that
+    cannot be read, holds another key, or inf (or NaN, unless nan_ok) is moved aside and recomputed."""
     def bad(values):
         return np.isinf(values).any() or (not nan_ok and np.isnan(values).any())
-
+    key = hashlib.sha256(json.dumps({"identity": ident, **what}, sort_keys=True).encode()).hexdigest()[:16]
+    folder = re.sub(r"[^A-Za-z0-9._@-]+", "--", info.name).strip("-.") or "_"      # file-name-safe, never ..
+    path = Path(cache_dir, "activations", folder, f"{key}.npz") if cache_dir else None
     if path and path.exists():
         try:
             with np.load(path) as f:
                 values, stored = f["values"], str(f["key"])
-            if stored != key or bad(values):
-                raise ValueError("another key" if stored != key else "inf or NaN values")
-            return values
-        except Exception as err:                     # BadZipFile, EOFError, OSError, KeyError, ValueError, ...
-            aside, n = path.with_name(path.name + ".corrupt"), 1
-            while aside.exists():
-                aside, n = path.with_name(f"{path.name}.{n}.corrupt"), n + 1
+            if stored == key and not bad(values):
+                return values
+            raise ValueError("another key" if stored != key else "inf or NaN values")
+        except Exception as err:                     # BadZipFile, EOFError, OSError, KeyError, ValueError
+            aside = data.unique(path.with_name(path.name + ".corrupt"))
             os.replace(path, aside)
-            log.warning("unreadable cache %s (%s: %s): moved aside to %s, recomputing",
-                        path, type(err).__name__, err, aside.name)
+            log.warning("unreadable cache %s (%r): moved aside to %s, recomputing", path, err, aside.name)
     values = compute()
     if bad(values):
-        raise ValueError("the model gave inf or NaN (an overflow: with float16 or bfloat16, use dtype='float32')")
+        raise ValueError("the model gave inf or NaN: an overflow (with float16 or bfloat16, use float32)")
     if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, values=values, key=key)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        data.write_atomic(path, partial(np.savez, values=values, key=key))
     return values
 
 
 # --------------------------------------------------------------------------- extract
 def extract(model: str, texts: list[str], groups: list[str], *, window: int = 0, brainscore: bool = False,
-            device: str = "auto", dtype: str = "float32", batch_size: int = 8, cache_dir: str | Path | None = None,
-            progress: bool = True) -> np.ndarray:
-    """Last-token representation of every stimulus in every layer -> (n_stimuli, n_layers, hidden) float32.
-    model: registry key, hub id or local folder. groups: context group per stimulus; the model sees the
-    group's texts up to stimulus i (window k > 0: at most the k most recent). brainscore: Brain-Score 2.3.0's
-    model side instead of the authors' PR #194. device: auto (cuda > mps > cpu), cpu, cuda[:N], mps or map
-    (device_map='auto'). dtype: float32 (the authors loaded models without a torch_dtype), float16 or
-    bfloat16. batch_size: sequences per forward pass. cache_dir: results are cached in
-    <cache_dir>/activations/<model>/<key>.npz, key = a hash of identity(), texts, groups and window."""
-    info, texts, groups = resolve(model), list(texts), list(groups)
-    _check_texts(texts, "texts", "stimulus")
-    if len(groups) != len(texts):
+            device: str = "auto", dtype: str = "float32", batch_size: int = 8,
+            cache_dir: str | Path | None = None, progress: bool = True) -> np.ndarray:
+    """Last token of each stimulus's context in each layer -> (n_stimuli, n_layers, hidden) float32; context:
+    its group's texts up to it (window k > 0: the k last). device: auto, cpu, cuda[:N], mps or map (all GPUs).
+    dtype: float32 (the authors set none), float16 or bfloat16. cache_dir: see _cached."""
+    info, texts, ident, batch_size, window, device = _begin(model, texts, "stimulus", dtype, batch_size,
+                                                            device, brainscore, window=(window, 0))
+    if len(groups := list(groups)) != len(texts):
         raise ValueError(f"texts and groups differ in length: {len(texts)} texts, {len(groups)} groups")
-    window, batch_size, device = _whole(window, "window", 0), _check_options(dtype, batch_size), check_device(device)
-    ident = identity(info, dtype=dtype, brainscore=brainscore)
-    path, key = _entry(cache_dir, info, identity=ident, kind="layers", texts=texts, groups=groups, window=window)
 
     def compute():
-        tok, net, config = _load(info, ident["weights"], device, dtype, cache_dir, progress)
-        jobs = _plan(tok, _kind(config), *_contexts(texts, groups, window), _max_length(tok, config))
-        # Brain-Score calls model(**tokenizer(context)): declared token_type_ids go in (a GPT-2 embeds them
-        # with its token table); PR #194 (91c88b1 model_helpers/huggingface.py) pops them
+        tok, net, config = _load(info, ident["weights"], device, dtype, cache_dir)
+        jobs = _plan(tok, _kind(config), *_contexts(texts, groups, window), tok.model_max_length)
+        # Brain-Score passes token_type_ids a tokenizer declares; PR #194 (91c88b1 huggingface.py) pops them
         token_types = brainscore and "token_type_ids" in tok.model_input_names
-        with _Reader(_blocks(net, config), len(texts), _post_attention(config, brainscore)) as reader:
-            for _ in _run(net, _kind(config), jobs, batch_size, reader=reader, token_types=token_types,
-                          progress=progress, desc=info.name):
-                pass
-        return reader.out
-    return _cached(path, key, compute)
+        return _read(net, _kind(config), _layers(config, brainscore, net), jobs, len(texts), batch_size,
+                     token_types=token_types, progress=progress, desc=info.name)
+    return _cached(cache_dir, info, ident, compute, kind="layers", texts=texts, groups=groups, window=window)
 
 
 # --------------------------------------------------------------------------- word features (Wehbe2014)
-# Toneva & Wehbe's scheme (mtoneva/brain_language_nlp 0f519a0 extract_nlp_features.py, utils/bert_utils.py,
-# utils/xl_utils.py; awwkl/brain_language_summarization f341823 utils/models/long_t5_utils.py): each word is
-# tokenized on its own, tokens equal to one of REMOVE_TOKENS dropped, the window's token ids concatenated; a
-# word's feature is the mean over the tokens of the window's last word. No special tokens (T5: the encoder
-# alone, no EOS), except [CLS] and [SEP] around BERT-like inputs, as their BERT code adds them.
-REMOVE_TOKENS = (",", '"', "@")   # extract_nlp_features.py remove_chars, compared token by token
-
-
-def _word_jobs(tok, kind, words, window) -> list[tuple[list[int], list]]:
-    """-> per word: (token ids of its window, [(word, positions of its own tokens)]). The window is the word
-    and the window - 1 words before it (fewer at the start: Aw & Toneva's growing prefixes)."""
-    ids = []
-    for i, word in enumerate(words):                       # bert_utils.predict_bert_embeddings
-        tokens = [t for t in tok.tokenize(word) if t not in REMOVE_TOKENS]
-        if not tokens:
-            raise ValueError(f"word {i} ({word!r}) has no tokens left once {REMOVE_TOKENS} are dropped; "
-                             "drop the word from the stimuli or merge it into its neighbour")
-        ids.append(tok.convert_tokens_to_ids(tokens))
-    wrap = kind == "encoder" and tok.cls_token_id is not None and tok.sep_token_id is not None
-    jobs = []
-    for i in range(len(words)):
-        seq = [t for w in ids[max(0, i - window + 1):i + 1] for t in w]
-        last = list(range(len(seq) - len(ids[i]), len(seq)))
-        if wrap:                                                 # [CLS] words [SEP], read the last word
-            seq, last = [tok.cls_token_id] + seq + [tok.sep_token_id], [p + 1 for p in last]
-        jobs.append((seq, [(i, last)]))
-    return jobs
-
 
 def extract_words(model: str, words: list[str], *, window: int = 20, brainscore: bool = False,
                   device: str = "auto", dtype: str = "float32", batch_size: int = 8,
                   cache_dir: str | Path | None = None, progress: bool = True) -> np.ndarray:
-    """Toneva & Wehbe's word features -> (n_words, n_layers_encoder, hidden) float32: for word i, one forward
-    pass over words i-window+1 .. i, the mean over word i's tokens of every layer, read as extract() reads
-    them (T5: the encoder's layers, the first 1 + n_blocks of layer_names()). No token_type_ids. Windows
-    are short, so a batch is bounded by its tokens only. Other arguments as extract()."""
-    info, words = resolve(model), list(words)
-    _check_texts(words, "words", "word")
-    window, batch_size, device = _whole(window, "window", 1), _check_options(dtype, batch_size), check_device(device)
-    ident = identity(info, dtype=dtype, brainscore=brainscore)
-    path, key = _entry(cache_dir, info, identity=ident, kind="words", texts=words, window=window)
+    """Toneva & Wehbe's word features -> (n_words, n_layers_encoder, hidden) float32 (mtoneva/
+    brain_language_nlp 0f519a0 extract_nlp_features.py, utils/bert_utils.py; awwkl/
+    brain_language_summarization f341823 utils/models/long_t5_utils.py): word i's, the mean over its tokens
+    of each layer (T5: the encoder's) in a pass over words i-window+1 .. i, each tokenized alone, no special
+    tokens (BERT: [CLS] .. [SEP]). Arguments as extract()."""
+    info, words, ident, batch_size, window, device = _begin(model, words, "word", dtype, batch_size, device,
+                                                            brainscore, window=(window, 1))
 
     def compute():
-        tok, net, config = _load(info, ident["weights"], device, dtype, cache_dir, progress)
-        kind = _kind(config)
-        jobs = _word_jobs(tok, kind, words, window)
+        tok, net, config = _load(info, ident["weights"], device, dtype, cache_dir)
+        ids, kind, jobs, remove = [], _kind(config), [], (",", '"', "@")  # extract_nlp_features remove_chars
+        for i, word in enumerate(words):                       # bert_utils.predict_bert_embeddings
+            ids.append(tok.convert_tokens_to_ids([t for t in tok.tokenize(word) if t not in remove]))
+            if not ids[-1]:
+                raise ValueError(f"word {i} ({word!r}) has no tokens left once {remove} are dropped; "
+                                 "drop the word from the stimuli or merge it into its neighbour")
+        wrap = kind == "encoder" and tok.cls_token_id is not None and tok.sep_token_id is not None
+        cls, sep = ([tok.cls_token_id], [tok.sep_token_id]) if wrap else ([], [])
+        for i in range(len(words)):
+            seq = cls + [t for w in ids[max(0, i - window + 1):i + 1] for t in w] + sep
+            jobs.append((seq, [(i, list(range(len(seq) - len(sep) - len(ids[i]), len(seq) - len(sep))))]))
+        layers = [x for x in _layers(config, brainscore, net) if not x[0].startswith("decoder.")]
         encoder, kind = (net.get_encoder(), "encoder") if kind == "seq2seq" else (net, kind)
-        with _Reader(_blocks(net, config)[:1], len(words), _post_attention(config, brainscore)) as reader:
-            for _ in _run(encoder, kind, jobs, batch_size, reader=reader, cap_rows=False, progress=progress,
-                          desc=info.name):
-                pass
-        return reader.out
-    return _cached(path, key, compute)
+        return _read(encoder, kind, layers, jobs, len(words), batch_size, cap_rows=False, progress=progress,
+                     desc=info.name)
+    return _cached(cache_dir, info, ident, compute, kind="words", texts=words, window=window)
 
 
 # --------------------------------------------------------------------------- surprisal (Futrell2018)
-# Reading-time predictions as the paper's 2023 Brain-Score computed them (brain-score/language 1041be4
-# model_helpers/huggingface.py: digest_text, _tokenize_overflow_aware, estimate_reading_times). Word i is fed
-# as prepare_context(words[:i + 1]), tokenized with truncation to the model's maximum length, in one forward
-# pass; its surprisal is the summed -log2 p of the tokens the context gained since word i - 1.
 def _word_inputs(tok, words, max_len, progress=True):
-    """Brain-Score's per-word inputs -> [(window ids, n_targets)]: the truncated tokens of
-    prepare_context(words[:i + 1]) and how many of its last tokens are word i's (0: no prediction), counted
-    as _tokenize_overflow_aware counts them: the context's untruncated length is the kept tokens plus those
-    in the tokenizer's overflow pieces, and the word's tokens are the window's positions from (previous
-    length - overflow) on, with Python slice semantics. The first input that is all new loses its first
-    token (nothing predicts it); a window of one token has no prediction (estimate_reading_times)."""
+    """Brain-Score's per-word inputs -> [(window ids, n_targets)], n_targets as _tokenize_overflow_aware
+    (brain-score/language 1041be4 model_helpers/huggingface.py) counts them: the window's positions from
+    (previous untruncated length - overflow) on, Python slice semantics; none for a one-token window."""
     tokenized = _tokenized_by_word(tok, words, max_len)
     if tokenized is None:
-        log.warning("the tokenizer does not split this text at word boundaries: tokenizing all %d contexts "
-                    "whole, as Brain-Score does (quadratic in the text's length)", len(words))
+        log.warning("the tokenizer does not split the text at words: %d contexts tokenized whole", len(words))
         tokenized = _tokenized_whole(tok, words, max_len, progress)
     inputs, previous = [], 0
     for i, (ids, overflow) in enumerate(tokenized):
-        n = len(ids)
-        new = len(range(n)[previous - overflow:])  # current_tokens = ids[..., previous - overflow:]
-        previous = n + overflow
-        if n > 1 and min(new, n - 1) == 0:
-            raise ValueError(f"word {i} ({words[i]!r}) adds no tokens to its context under this tokenizer, so it "
-                             "has no surprisal (Brain-Score gives it 0 bits): remove it or join it to a neighbour")
-        inputs.append((ids, min(new, n - 1) if n > 1 else 0))
+        new = min(len(range(len(ids))[previous - overflow:]), len(ids) - 1)  # ids[..., previous - overflow:]
+        if len(ids) > 1 and new == 0:
+            raise ValueError(f"word {i} ({words[i]!r}) adds no tokens to its context under this tokenizer, "
+                             "so it has no surprisal (Brain-Score gives it 0 bits): remove it or join it")
+        inputs.append((ids, max(new, 0)))
+        previous = len(ids) + overflow
     return inputs
 
 
 def _tokenized_whole(tok, words, max_len, progress=True, which=None):
-    """Yield (window ids, overflow count) for the context of every word (or of the words `which`), each
-    context tokenized whole with truncation, as Brain-Score does: O(n^2) in the text."""
+    """Yield (window ids, overflow count) of every word's context (or the words `which`), tokenized whole."""
     which = range(len(words)) if which is None else list(which)
-    for s in tqdm(range(0, len(which), 256), desc="tokenizing", unit="x256", disable=None if progress else True):
+    for s in tqdm(range(0, len(which), 256), "tokenizing", unit="x256", disable=None if progress else True):
         contexts = [prepare_context(words[:i + 1]) for i in which[s:s + 256]]
         for enc in tok(contexts, truncation=True, max_length=max_len).encodings:
             yield enc.ids, sum(len(o.ids) for o in enc.overflowing)
 
 
 def _tokenized_by_word(tok, words, max_len) -> list | None:
-    """What _tokenized_whole yields, from one tokenization of each word, in linear time; None when this
-    tokenizer does not split the text at word boundaries. A context's tokens are then its words' tokens
-    (each word with the space before it, as prepare_context puts it) framed by the special tokens;
-    truncation keeps max_len - n_special of them, and the tokenizer returns the overflow in pieces of that
-    size, each framed again. Checked on the whole text and on 20 contexts tokenized whole (spread over the
-    text, and where it first overflows); any difference -> None."""
+    """_tokenized_whole's result in linear time, or None if the tokenizer does not split the text at words: a
+    context is its words' tokens, `room` of them kept, framed by special tokens, as each overflow piece is."""
     pieces = [w if i == 0 or w[0] in ".,!?;:" else " " + w for i, w in enumerate(words)]
-    if "".join(pieces) != prepare_context(words):
-        return None
     per_word = tok(pieces, add_special_tokens=False)["input_ids"]
-    content = [t for ids in per_word for t in ids]
-    if tok(prepare_context(words), add_special_tokens=False, verbose=False)["input_ids"] != content:
+    content, framed, first = [t for ids in per_word for t in ids], tok(pieces[0])["input_ids"], per_word[0]
+    at = next((k for k in range(len(framed) - len(first) + 1) if framed[k:k + len(first)] == first), None)
+    pre, post = framed[:at or 0], framed[(at or 0) + len(first):]
+    room, out, end = max_len - len(pre) - len(post), [], 0
+    if at is None or room < 1 or "".join(pieces) != prepare_context(words) \
+            or tok(prepare_context(words), add_special_tokens=False, verbose=False)["input_ids"] != content:
         return None
-    framed, bare = tok(pieces[0])["input_ids"], per_word[0]
-    at = next((k for k in range(len(framed) - len(bare) + 1) if framed[k:k + len(bare)] == bare), None)
-    if at is None:
-        return None
-    pre, post = framed[:at], framed[at + len(bare):]
-    room = max_len - len(pre) - len(post)
-    if room < 1:
-        return None
-    out, end = [], 0
     for ids in per_word:
         end += len(ids)
         over = max(0, end - room)
-        kept = content[max(0, end - room):end] if tok.truncation_side == "left" else content[:min(end, room)]
-        n_pieces = (over + room - 1) // room          # overflow pieces, each framed by the special tokens
-        out.append((pre + kept + post, over + (len(pre) + len(post)) * n_pieces))
-    first_over = next((i for i, (_, over) in enumerate(out) if over), len(out) - 1)
-    check = sorted({*np.linspace(0, len(words) - 1, 18).astype(int).tolist(), first_over,
-                    min(first_over + 1, len(words) - 1)})
-    if any(got != out[i] for i, got in zip(check, _tokenized_whole(tok, words, max_len, False, check))):
-        return None
-    return out
+        kept = content[over:end] if tok.truncation_side == "left" else content[:min(end, room)]
+        out.append((pre + kept + post, over + (len(pre) + len(post)) * -(-over // room)))  # pieces framed
+    last = len(out) - 1                                     # checked on 20 contexts, where it overflows too
+    first_over = next((i for i, (_, over) in enumerate(out) if over), last)
+    check = sorted({*np.linspace(0, last, 18).astype(int), first_over, min(first_over + 1, last)})
+    whole = _tokenized_whole(tok, words, max_len, False, check)
+    return out if all(got == out[i] for i, got in zip(check, whole)) else None
 
 
 def _surprisal_jobs(inputs) -> list[tuple[list[int], list]]:
-    """-> jobs [(window ids, [(word, positions of its target tokens)])]: one forward sequence per distinct
-    window (T5, once the context overflows, keeps the same first tokens for every later word)."""
+    """-> [(window ids, [(word, target positions)])], one per distinct window (T5 truncates on the right)."""
     jobs = {}
     for word, (ids, n_new) in enumerate(inputs):
         if n_new:
@@ -753,46 +576,25 @@ def _surprisal_jobs(inputs) -> list[tuple[list[int], list]]:
     return [(list(ids), reads) for ids, reads in jobs.items()]
 
 
-def _add_bits(bits: np.ndarray, batch, logits: torch.Tensor) -> None:
-    """bits[word] = the summed -log2 p of the word's target tokens, each predicted at the position before it
-    (estimate_reading_times: cross_entropy(..., reduction='sum') / log 2). logits: (batch, width, vocab)."""
-    row, pos, target, word = [], [], [], []
-    for r, (ids, reads) in enumerate(batch):
-        for w, positions in reads:
-            row += [r] * len(positions)
-            pos += [p - 1 for p in positions]
-            target += [ids[p] for p in positions]
-            word += [w] * len(positions)
-    dev = logits.device
-    with torch.inference_mode():
-        picked = logits[torch.tensor(row, device=dev), torch.tensor(pos, device=dev)].float()  # (n_reads, vocab)
-        logp = torch.log_softmax(picked, dim=-1)[torch.arange(len(row), device=dev), torch.tensor(target, device=dev)]
-    bits[np.unique(word)] = 0.0
-    np.add.at(bits, word, (-logp / math.log(2)).cpu().numpy())
-
-
-def surprisal(model: str, words: list[str], *, device: str = "auto", dtype: str = "float32", batch_size: int = 8,
-              cache_dir: str | Path | None = None, progress: bool = True) -> np.ndarray:
-    """Surprisal in bits of every word given all the words before it -> (n_words,) float64, Brain-Score's
-    per-word computation to float32 rounding; NaN where Brain-Score has no prediction (a word whose input
-    is one token: the first word, unless it has several tokens or a BOS token). The words form one running
-    context (Futrell2018's 10 stories are one list); each word's window is one sequence, batched. T5 as
-    PR #194: the window goes to the encoder and, unshifted, as decoder_input_ids, and its tokenizer keeps
-    its truncation side (right) and its </s>, which the new tokens then include. Arguments as extract()."""
-    info, words = resolve(model), list(words)
-    _check_texts(words, "words", "word", strip=True)
-    batch_size, device = _check_options(dtype, batch_size), check_device(device)
-    ident = identity(info, dtype=dtype)
-    path, key = _entry(cache_dir, info, identity=ident, kind="surprisal", texts=words)
+def surprisal(model: str, words: list[str], *, device: str = "auto", dtype: str = "float32",
+              batch_size: int = 8, cache_dir: str | Path | None = None, progress: bool = True) -> np.ndarray:
+    """Bits of every word given the words before it -> (n_words,) float64, as Brain-Score 2023's digest_text
+    and estimate_reading_times (1041be4 model_helpers/huggingface.py): the summed -log2 p of the tokens word i
+    added to prepare_context(words[:i + 1]), truncated (NaN: none). T5 as PR #194. Arguments as extract()."""
+    info, words, ident, batch_size, _, device = _begin(model, words, "word", dtype, batch_size, device,
+                                                       strip=True)
 
     def compute():
-        tok, net, config = _load(info, ident["weights"], device, dtype, cache_dir, progress, lm_head=True)
+        tok, net, config = _load(info, ident["weights"], device, dtype, cache_dir, lm_head=True)
         if not getattr(tok, "is_fast", False):
-            raise ValueError(f"{info.name}: Brain-Score counts truncated tokens with a fast (Rust) tokenizer and "
-                             "none loaded: save the model's tokenizer.json beside it")
-        jobs = _surprisal_jobs(_word_inputs(tok, words, _max_length(tok, config), progress))
+            raise ValueError(f"{info.name}: Brain-Score counts truncated tokens with a fast (Rust) tokenizer "
+                             "and none loaded: save the model's tokenizer.json beside it")
+        jobs = _surprisal_jobs(_word_inputs(tok, words, tok.model_max_length, progress))
         bits = np.full(len(words), np.nan)
         for batch, out in _run(net, _kind(config), jobs, batch_size, progress=progress, desc=info.name):
-            _add_bits(bits, batch, out.logits)
+            for r, (ids, reads) in enumerate(batch):
+                for w, ps in reads:    # token p predicted at p - 1; cross_entropy(reduction='sum') / log 2
+                    logp = torch.log_softmax(out.logits[r, ps[0] - 1:ps[-1]].float(), -1)      # (n, vocab)
+                    bits[w] = -logp[range(len(ps)), ids[ps[0]:ps[-1] + 1]].sum().item() / np.log(2)
         return bits
-    return _cached(path, key, compute, nan_ok=True)
+    return _cached(cache_dir, info, ident, compute, nan_ok=True, kind="surprisal", texts=words)

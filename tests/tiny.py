@@ -19,7 +19,8 @@ from models import prepare_context  # noqa: E402
 FAMILIES = {  # family -> special tokens (vocabulary order), their roles, pre-tokenizer, template, model class
     "gpt2": (["<|endoftext|>", "<unk>"], ["bos", "unk"], "bytelevel", None, "AutoModelForCausalLM"),
     "llama": (["<unk>", "<s>", "</s>"], ["unk", "bos", "eos"], "metaspace", "<s> $A", "AutoModelForCausalLM"),
-    "t5": (["<pad>", "</s>", "<unk>"], ["pad", "eos", "unk"], "metaspace", "$A </s>", "AutoModelForSeq2SeqLM"),
+    "t5": (["<pad>", "</s>", "<unk>"], ["pad", "eos", "unk"], "metaspace", "$A </s>",
+           "AutoModelForSeq2SeqLM"),
     "bert": (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], ["pad", "unk", "cls", "sep", "mask"], "bert",
              "[CLS] $A [SEP]", "AutoModel"),
 }
@@ -47,8 +48,8 @@ def tiny_tokenizer(family: str, texts: list[str], max_positions: int) -> transfo
     return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_positions, **named)
 
 
-def make_tiny_model(family: str, out_dir, texts: list[str], seed: int = 0, *, n_layers: int = 2, width: int = 32,
-                    max_positions: int = 128) -> Path:
+def make_tiny_model(family: str, out_dir, texts: list[str], seed: int = 0, *, n_layers: int = 2,
+                    width: int = 32, max_positions: int = 128) -> Path:
     """Write a random-weight model (n_layers blocks, hidden size width; T5: n_layers encoder and decoder
     blocks) and its tokenizer to out_dir -> out_dir as a Path."""
     if family not in FAMILIES:
@@ -57,8 +58,8 @@ def make_tiny_model(family: str, out_dir, texts: list[str], seed: int = 0, *, n_
     heads = max(1, width // 16)
     extra = {"gpt2": dict(n_inner=2 * width, bos_token_id=0, eos_token_id=0),
              "llama": dict(bos_token_id=1, eos_token_id=2),
-             "t5": dict(d_ff=2 * width, d_kv=width // heads, num_decoder_layers=n_layers,
-                        feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1, decoder_start_token_id=0),
+             "t5": dict(d_ff=2 * width, d_kv=width // heads, num_decoder_layers=n_layers, pad_token_id=0,
+                        feed_forward_proj="gated-gelu", eos_token_id=1, decoder_start_token_id=0),
              "bert": dict(pad_token_id=0)}[family]
     config = transformers.AutoConfig.for_model(
         family, vocab_size=len(tok), hidden_size=width, num_hidden_layers=n_layers, num_attention_heads=heads,
