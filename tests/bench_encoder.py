@@ -1,18 +1,34 @@
 """Benchmark of the encoder, every number from one run on one machine, so the ratios are fair:
 
-- per Pereira-shaped problem (384 and 243 stimuli x 4,096 features, 10 Brain-Score splits): the
-  straightforward way (per split numpy.linalg.lstsq with the same cutoff, then Pearson column by
-  column, which is about what Brain-Score's metric costs), the per-split path (predict() on each
-  split, one Gram matrix per split), and cross_validate's path (one Gram matrix per layer, every
-  split's predictions in one product), with the scores checked to agree;
-- the floating-point operations of cross_validate's path, its achieved GFLOP/s, and a large float64
-  matrix product's GFLOP/s (the practical limit of this machine's BLAS), measured in turn;
-- the cost of numerics="brainscore-2023" (Brain-Score's own float32 fit) on one split;
-- a whole model: 48 layers of 4,096 features (T5-XXL-sized) on Pereira2018 (both parts) + Blank2014.
+- one layer of a Pereira-shaped problem (384 and 243 stimuli x 4,096 features, 10 Brain-Score splits):
+  cross_validate as --all runs it (the 2023 float32 fit through fit_predict_fast) and with --brainscore's
+  float64 fit, against the exact call each stands for (fit_predict: one lstsq per split with every voxel
+  a right-hand side, what Brain-Score's metric costs), timed on one split and scaled to 10, with the
+  distance of that split's median r;
+- a whole model: n_layers layers of 4,096 features on Pereira2018 (both parts) and Blank2014.
+Not collected by pytest. Set OPENBLAS_NUM_THREADS=1 for one-thread numbers.
 
-Not collected by pytest.
+    python tests/bench_encoder.py            # ~13 minutes; --quick: 2,000 voxels and 4 layers (~1 minute)
 
-    python tests/bench_encoder.py            # add --quick for fewer voxels and layers
+Measured after the redesign (one BLAS thread, OpenBLAS SkylakeX, a shared 2-core machine, one run):
+
+| one layer, 10 splits | cross_validate | the exact call | ratio | split 0's median r, fast - exact |
+|---|---|---|---|---|
+| Pereira 384 x 4,096 x 12,000, 2023 fit | 1.57 s | 45.3 s (4.53 s per split) | 29x | 3.1e-06 |
+| Pereira 384, float64 (--brainscore) | 2.75 s | 74.5 s | 27x | 2.2e-16 |
+| Pereira 243 x 4,096 x 8,000, 2023 fit | 0.73 s | 16.6 s | 23x | 2.5e-05 |
+| Pereira 243, float64 | 1.17 s | 25.2 s | 22x | 1.2e-15 |
+
+A 48-layer model with the 2023 fit: 70.5 s on Pereira 384 (12,155 voxels), 33.0 s on Pereira 243
+(8,031), 339 s on Blank2014 (1,317 x 60: fewer targets than training stimuli, so the exact call
+itself, 7 s per layer), 442 s in all.
+
+Measured before the redesign (the Gram-matrix encoder it replaced, old `--numerics float64`, one BLAS
+thread, best of several on a shared 2-core machine): one layer of Pereira 384 (12,000 voxels, 4.7
+GFLOP) took 0.27 s (17.4 GFLOP/s, 47% of a float64 3000^3 matrix product's 36.8), Pereira 243 (8,000
+voxels) 0.08 s; per-split numpy lstsq was 335x slower. The 2023 float32 fit, then the exact call,
+took 7.4 s per split on Pereira 384 and 2.1 s on 243 (250x the float64 path). A 48-layer model with
+the float64 fit: 15 s on Pereira 384 (12,155 voxels), 6 s on Pereira 243 (8,031), 98 s on Blank2014.
 """
 import sys
 import time
@@ -22,111 +38,42 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import brainalign as ba  # noqa: E402
+from bench_fit import transformer_like  # noqa: E402   (features with a decaying spectrum and outliers)
 
 
-def straightforward(x, y, splits, cond=1e-6):
-    """Fit per split with lstsq on the training means, predict, Pearson per column in a loop."""
-    per_split = []
-    for train, test in splits:
-        mx, my = x[train].mean(0), y[train].mean(0)
-        w = np.linalg.lstsq(x[train] - mx, y[train] - my, rcond=cond)[0]
-        pred = (x[test] - mx) @ w + my
-        r = [np.corrcoef(pred[:, j], y[test][:, j])[0, 1] for j in range(y.shape[1])]
-        per_split.append(np.median(r))
-    return float(np.mean(per_split))
-
-
-def per_split(x, y, splits, cond=1e-6):
-    """brainalign's per-split path: predict() (a Gram matrix and its factorisation) on each split."""
-    x, y = x.astype(np.float64), y.astype(np.float64)
-    r = np.stack([ba.pearson(ba.predict(x[tr], y[tr], x[te], cond), y[te]) for tr, te in splits])
-    return ba.summarize(r).score
-
-
-def problem(n, p, t, seed=0):
-    """Features with a few strong directions (like transformer activations) and responses that
-    carry a weak linear signal plus noise."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, p)) @ np.diag(rng.uniform(0.1, 3, p)) + rng.normal(size=p) * 5
-    y = x[:, :20] @ rng.normal(size=(20, t)) * 0.05 + rng.normal(size=(n, t))
-    return x.astype(np.float32), y.astype(np.float32)
-
-
-def flops(n, p, t, splits):
-    """Floating-point operations of cross_validate's Gram path when every split is full rank (the
-    usual case): the Gram matrix (a symmetric product, n^2 p), per split the inverse of the
-    training Gram matrix by its Cholesky factor (1/3 + 2/3 n_train^3) and its product with the cross
-    Gram matrix (2 n_train^2 n_test), one product of the stacked operators with Y (2 n_test n t over
-    all splits), and Pearson (about 8 operations per predicted value)."""
-    total = n * n * p
-    for train, test in splits:
-        total += len(train) ** 3 + 2 * len(train) ** 2 * len(test)
-        total += 2 * len(test) * n * t + 8 * len(test) * t
-    return total
-
-
-def timed(f, *args):
+def timed(f, *args, **kwargs):
     t0 = time.perf_counter()
-    out = f(*args)
+    out = f(*args, **kwargs)
     return out, time.perf_counter() - t0
 
 
-def gemm_gflops(size=3000, repeats=3):
-    """The best of a few float64 size x size matrix products: what the BLAS reaches here."""
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(size=(size, size)), rng.normal(size=(size, size))
-    best = min(timed(np.matmul, a, b)[1] for _ in range(repeats))
-    return 2 * size ** 3 / best / 1e9
-
-
-def model_time(n_layers, p, parts):
-    """Seconds to score n_layers layers of p features on each (n_stimuli, n_targets) part."""
-    seconds = []
-    for n, t in parts:
-        rng = np.random.default_rng(n)
-        layers = rng.normal(size=(n, n_layers, p)).astype(np.float32)
-        y = layers[:, n_layers // 2, :20] @ rng.normal(size=(20, t)) * 0.05 + rng.normal(size=(n, t))
-        seconds.append(timed(ba.score_layers, layers, y, ba.shuffle_splits(n))[1])
-    return seconds
-
-
-def best_rates(x, y, splits, repeats=3):
-    """(seconds of cross_validate's path, matrix product GFLOP/s), each the best of `repeats` runs
-    taken in turn, so that other jobs on a shared machine slow both alike."""
-    t_best, limit = float("inf"), 0.0
-    for _ in range(repeats):
-        limit = max(limit, gemm_gflops(repeats=1))
-        t_best = min(t_best, timed(ba.cross_validate, x, y, splits)[1])
-    return t_best, limit
+def exact_split(x, y, split, numerics):
+    """The definition on one split: fit_predict, then Pearson r per voxel."""
+    train, test = np.sort(split[0]), np.sort(split[1])
+    return ba.pearson(ba.fit_predict(x[train], y[train], x[test], numerics), y[test])
 
 
 def main(quick=False):
     voxels = 2000 if quick else 12000
     for name, (n, p, t) in {"Pereira 384": (384, 4096, voxels),
                             "Pereira 243": (243, 4096, voxels * 2 // 3)}.items():
-        x, y = problem(n, p, t)
+        x, y = transformer_like(n, p, t, seed=n)
         splits = ba.shuffle_splits(n)
-        result, t_ours = timed(ba.score, x, y, splits)
-        ours = result.score
-        t_best, limit = best_rates(x, y, splits)
-        gflop = flops(n, p, t, splits) / 1e9
-        print(f"{name} {n}x{p}x{t}: cross_validate {t_ours:.3f} s (best of 3: {t_best:.3f} s), "
-              f"{gflop:.2f} GFLOP, {gflop / t_best:.1f} GFLOP/s = {gflop / t_best / limit:.0%} of a "
-              f"float64 3000^3 matrix product's {limit:.1f} GFLOP/s", flush=True)
-        split_score, t_split = timed(per_split, x, y, splits)
-        print(f"  per-split path {t_split:.3f} s ({t_split / t_ours:.1f}x cross_validate's)", flush=True)
-        ref, t_ref = timed(straightforward, x.astype(np.float64), y.astype(np.float64), splits)
-        print(f"  per-split lstsq {t_ref:.1f} s ({t_ref / t_ours:.0f}x); |score diff| "
-              f"{abs(ours - ref):.1e} (lstsq), {abs(ours - split_score):.1e} (per-split)", flush=True)
-        assert abs(ours - ref) < 1e-8 and abs(ours - split_score) < 1e-10, (name, ours, ref)
-        _, t_2023 = timed(ba.cross_validate, x, y, splits[:1], 1e-6, "brainscore-2023")
-        print(f"  numerics='brainscore-2023': {t_2023:.1f} s for one split (float32 lstsq, every "
-              f"voxel a right-hand side), about {10 * t_2023 / t_ours:.0f}x cross_validate's 10", flush=True)
-
-    n_layers = 8 if quick else 48
-    parts = [(384, 12155), (243, 8031), (1317, 60)]       # Pereira2018 384 and 243, Blank2014
-    seconds = model_time(n_layers, 4096, parts)
-    print(f"{n_layers} layers x 4096 features: " + ", ".join(
+        for numerics in ("brainscore-2023", "float64"):
+            r, t_fast = timed(ba.cross_validate, x, y, splits, numerics)
+            exact, t_exact = timed(exact_split, x, y, splits[0], numerics)
+            gap = abs(np.median(r[0]) - np.median(exact))
+            print(f"{name} {n}x{p}x{t}, {numerics}: cross_validate {t_fast:.2f} s per layer; the exact "
+                  f"call {t_exact:.2f} s per split, {10 * t_exact:.1f} s per layer "
+                  f"({10 * t_exact / t_fast:.0f}x); split 0's median r differs by {gap:.1e}", flush=True)
+    n_layers = 4 if quick else 48
+    parts = [(384, 12155 if not quick else 2000), (243, 8031 if not quick else 1300), (1317, 60)]
+    seconds = []
+    for n, t in parts:                     # Pereira2018 384 and 243, Blank2014
+        x, y = transformer_like(n, 4096, t, seed=n)
+        layers = np.broadcast_to(x[:, None], (n, n_layers, 4096))   # costs what n_layers distinct ones do
+        seconds.append(timed(ba.score_layers, layers, y)[1])
+    print(f"{n_layers} layers x 4096 features, the 2023 fit: " + ", ".join(
         f"{n}x{t} {s:.1f} s" for (n, t), s in zip(parts, seconds)) + f"; {sum(seconds):.1f} s in all")
 
 

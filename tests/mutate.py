@@ -3,14 +3,21 @@ that the tests catch each of them. A script, not a test (pytest does not collect
 
     python tests/mutate.py               # every mutant: prints each result and the kill rate
     python tests/mutate.py --list        # the mutants and the scientific choice each one breaks
-    python tests/mutate.py --only ID ... # some mutants
+    python tests/mutate.py --check       # only: does every snippet still occur exactly once?
+    python tests/mutate.py --only ID ... # some mutants (an area prefix works too: --only fit- ridge-)
 
 Each mutant replaces one exact snippet of one file and runs the tests that guard that choice
 (`pytest -x -q`). KILLED: the tests fail, as they must. SURVIVED: they pass, so the bug would go
 unnoticed: add a test. STALE: the snippet is no longer in the file (or not exactly once), so the code
-changed under the mutant: update it. The clean copy is tested first, so a test that fails anyway
-cannot pass for a kill. Mutants that cannot change any result are listed in EQUIVALENT with the reason
-and are not run.
+changed under the mutant: update it. BROKEN: pytest could not run the tests (exit code other than 0 or 1:
+a mistyped test id, or a mutant that does not import), which proves nothing. The clean copy is tested
+first, so a test that fails anyway cannot pass for a kill. Mutants that cannot change any result are
+listed in EQUIVALENT with the reason and are not run.
+
+RESULTS
+
+Not a mutant here: the fast fit's centring matrix C = I - 11ᵀ/n instead of I (fit_predict_fast) changes
+float32 predictions only at rounding level, as much as BLAS kernels do; tests/bench_fit.py measures it.
 """
 import argparse
 import os
@@ -23,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-IGNORED = (".git", ".ci-venv", ".venv", "__pycache__", ".pytest_cache", "results")
+IGNORED = (".git", ".ci-venv", ".venv", "__pycache__", ".pytest_cache", "results", "results-demo")
 
 
 @dataclass(frozen=True)
@@ -36,268 +43,500 @@ class Mutant:
     breaks: str        # the scientific choice the bug breaks
 
 
-AGG, REPORT = "tests/test_aggregation.py", "tests/test_report.py"
-ENC = "tests/test_encoder.py"
-SERIES, DATA, MODELS = "tests/test_timeseries.py", "tests/test_data.py", "tests/test_models.py"
-MODELS_FAST = (f"{MODELS}::test_prepare_context_is_brain_scores",
-               f"{MODELS}::test_matches_a_plain_forward_pass_of_the_context",
-               f"{MODELS}::test_one_pass_equals_per_prefix")
-CACHE = (f"{MODELS}::test_cache_hit_returns_the_same_arrays_without_loading",
-         f"{MODELS}::test_cache_is_recomputed_when_only_the_groups_or_one_text_change")
-RECORDS, WEHBE, FUTRELL = "tests/test_records.py", "tests/test_wehbe.py", "tests/test_futrell.py"
-CHOOSE = (f"{RECORDS}::test_pereira_layer_is_chosen_on_the_mean_of_its_experiments",
-          f"{AGG}::test_a_datasets_parts_are_averaged_layer_by_layer_then_one_layer_kept")
-WEHBE_AGG = f"{WEHBE}::test_summarize_time_series_by_hand"
-RIDGE = (f"{WEHBE}::test_inner_folds_are_sklearn_kfold", f"{WEHBE}::test_ridge_cv_equals_toneva_transcription")
-KEY = 'key = key_of({"source": source, "texts": texts, "groups": groups, "window": context_window})'
-KEYED = (f"{MODELS}::test_cache_is_keyed_by_dtype_readout_and_token_types",)
-# summarize's MAD (summarize_time_series has the same line after `per_target=r,`)
-MAD = ("per_target=r.mean(axis=0),\n                 per_subject=per_subject, "
-       "mad=float(np.median(np.abs(subj - np.median(subj))))")
+BA, DATA_PY, MODELS_PY = "brainalign.py", "data.py", "models.py"
+ENC, AGG, SERIES = "tests/test_encoder.py", "tests/test_aggregation.py", "tests/test_timeseries.py"
+TONEVA, WEHBE, FUTRELL = "tests/test_toneva_pca.py", "tests/test_wehbe.py", "tests/test_futrell.py"
+REPORT, RUN, DATA = "tests/test_report.py", "tests/test_run.py", "tests/test_data.py"
+MODELS, CLI = "tests/test_models.py", "tests/test_cli.py"
+
+
+def nodes(file, *names):
+    """Node ids of the named tests of one file."""
+    return tuple(f"{file}::{name}" for name in names)
+
+
+GOLDEN = nodes(ENC, "test_shuffle_splits_golden_indices")
+KFOLD = nodes(ENC, "test_kfold_contiguous_with_gap_follows_toneva_wehbe", "test_split_errors")
+CUTOFF = nodes(ENC, "test_float64_fit_equals_the_svd_reference_at_the_cutoff")
+FAST = nodes(ENC, "test_fast_fit_equals_the_svd_reference_with_more_targets_than_stimuli")
+ORDER = nodes(ENC, "test_each_split_is_fit_in_the_string_order_of_the_stimulus_ids")
+BY_HAND = nodes(ENC, "test_tiny_exact_fit_by_hand", "test_predictions_equal_sklearn_linear_regression")
+BEST = nodes(ENC, "test_score_layers_keeps_the_best_layer")
+AGG_HAND = nodes(AGG, "test_score_is_the_mean_over_splits_of_the_median_over_targets",
+             "test_per_subject_is_the_mean_over_splits_of_the_subjects_median",
+             "test_mad_is_the_median_absolute_deviation_from_the_median")
+PARTS = nodes(AGG, "test_a_datasets_parts_are_averaged_layer_by_layer_then_one_layer_kept")
+PASSED_DOWN = nodes(AGG, "test_stimulus_parts_take_the_median_and_the_datasets_subjects")
+TS_AGG = nodes(WEHBE, "test_summarize_time_series_by_hand")
+TS_R = nodes(WEHBE, "test_time_series_r_equals_toneva_folds_and_aw_concatenation")
+PCA_WORDS = nodes(TONEVA, "test_tiny_case_by_hand",
+                  "test_every_fold_equals_the_transcription_on_hand_made_timings")
+TR_HAND = nodes(SERIES, "test_tr_features_by_hand")
+RIDGE = nodes(WEHBE, "test_inner_folds_are_sklearn_kfold", "test_ridge_cv_equals_toneva_transcription",
+          "test_ridge_cv_equals_transcription_with_more_features_than_samples")
+RT = nodes(FUTRELL, "test_reading_time_r_is_pearson_with_the_mean_reader_without_first_words")
+CEILING = nodes(FUTRELL, "test_split_half_ceiling_equals_brainscore")
+BEHAVIOUR = nodes(FUTRELL, "test_behaviour_stays_out_of_the_brain_average_and_the_headline")
+PINNED = nodes(REPORT, "test_comparison_statistics_are_pinned_for_the_seed",
+               "test_relative_change_and_means_by_hand")
+AVERAGE = nodes(REPORT, "test_the_average_is_over_the_papers_datasets_only")
+LAYER_CHOICE = nodes(REPORT, "test_layer_choice_pereira_reads_blank_at_the_pereira_layer")
+NORMALISED = nodes(REPORT, "test_normalisation_is_per_part_then_averaged",
+               "test_normalisation_clips_each_part_before_averaging")
+KEYED = nodes(RUN, "test_records_are_keyed_by_everything_that_produced_them_and_nothing_else")
+BAD_RECORD = nodes(RUN, "test_a_bad_record_is_named_moved_aside_and_recomputed")
+WEHBE_BAD = nodes(DATA, "test_wehbe2014_bad_files")
+CACHE = nodes(MODELS, "test_cache_hit_returns_the_same_arrays_without_loading")
+CONTEXT = nodes(MODELS, "test_prepare_context_is_brain_scores")
+PLAIN_PASS = nodes(MODELS, "test_matches_a_plain_forward_pass_of_the_context")
+IDENTITY = nodes(MODELS, "test_identity_needs_no_network_and_no_model")
+WORD_FEATURES = nodes(WEHBE, "test_word_features_are_tonevas_scheme[gpt2]")
+STATS = "np.minimum.accumulate(ranked[::-1])[::-1]"
 
 MUTANTS = [
-    # --- aggregation: Brain-Score's median over targets, mean over splits; per part, then averaged
-    Mutant("agg-1", "brainalign.py", "per_split = center(r, axis=1)", "per_split = np.mean(r, axis=1)",
-           (AGG,), "median r over targets in each split (Brain-Score), not the mean"),
-    Mutant("agg-2", "brainalign.py", "Score(score=float(per_split.mean())",
-           "Score(score=float(np.median(per_split))", (AGG,), "mean over splits, not the median"),
-    Mutant("agg-3", "brainalign.py", "float(center(r[:, subjects == s], axis=1).mean())",
-           "float(r[:, subjects == s].mean(axis=1).mean())", (AGG,),
-           "per-subject score: median over the subject's targets"),
-    Mutant("agg-4", "brainalign.py", MAD, MAD.replace("mad=float(np.median(", "mad=float(np.mean("), (AGG,),
-           "error bar = median absolute deviation, not the mean absolute deviation"),
-    Mutant("agg-5", "brainalign.py", MAD, MAD.replace("subj - np.median(subj)", "subj - subj.mean()"), (AGG,),
-           "MAD is taken around the median of the subjects, not their mean"),
-    Mutant("agg-6", "brainalign.py",
-           "return summarize(cross_validate(features, responses, splits, cond, numerics), subjects)",
-           "return summarize(cross_validate(features, responses, splits, cond, numerics), subjects, np.mean)",
-           (f"{AGG}::test_score_aggregates_cross_validated_r_with_the_median",),
-           "score() aggregates with Brain-Score's median"),
-    Mutant("agg-7", "brainalign.py", "per_subject = {str(s): float(r[subjects == s].mean())",
-           "per_subject = {str(s): float(np.median(r[subjects == s]))",
-           (f"{AGG}::test_time_series_parts_average_voxels_per_subject_then_subjects", WEHBE_AGG),
-           "time series (Wehbe2014): mean r over a subject's voxels, as Aw & Toneva's scripts report"),
-    Mutant("agg-8", "brainalign.py", 'mean = np.mean([p["layers"] for p in parts.values()], axis=0)',
-           'mean = np.asarray(list(parts.values())[-1]["layers"])', CHOOSE,
-           "a dataset's parts (Pereira's two experiments) are averaged layer by layer, not the last one kept"),
-    Mutant("agg-9", "brainalign.py", "best = int(np.argmax(scores))", "best = len(scores) - 1",
-           (f"{ENC}::test_score_layers_keeps_the_best_layer",), "the best layer per dataset, not the last layer"),
-    # --- splits: Brain-Score's ShuffleSplit(10, train 0.9, seed 1); contiguous folds with gaps
-    Mutant("split-1", "brainalign.py", "train_size=0.9, seed=1):", "train_size=0.9, seed=0):",
-           (f"{ENC}::test_shuffle_splits_equal_sklearn_when_available",), "split seed 1 (Brain-Score)"),
-    Mutant("split-2", "brainalign.py", "n_train = int(np.floor(train_size * n))",
-           "n_train = int(np.ceil(train_size * n))",
-           (f"{ENC}::test_shuffle_splits_equal_sklearn_when_available",),
-           "train size rounded down (sklearn), test size up"),
-    Mutant("split-3", "brainalign.py", "splits.append((perm[n_test:n_test + n_train], perm[:n_test]))",
-           "splits.append((perm[:n_train], perm[n_train:]))",
-           (f"{ENC}::test_shuffle_splits_equal_sklearn_when_available",),
+    # --- splits: Brain-Score's ShuffleSplit(10, train 0.9, seed 1); contiguous folds with gaps (Toneva)
+    Mutant("split-1", BA, "train_size=0.9, seed=1):", "train_size=0.9, seed=0):", GOLDEN,
+           "split seed 1 (Brain-Score)"),
+    Mutant("split-2", BA, "n_train = int(np.floor(train_size * n))", "n_train = int(np.ceil(train_size * n))",
+           GOLDEN, "train size rounded down (sklearn), test size up"),
+    Mutant("split-3", BA, "splits.append((perm[n - n_train:], perm[:n - n_train]))",
+           "splits.append((perm[:n_train], perm[n_train:]))", GOLDEN,
            "the test set is the permutation's head"),
-    Mutant("split-4", "brainalign.py", "        perm = rng.permutation(n)\n",
-           "        perm = np.random.RandomState(seed).permutation(n)\n",
-           (f"{ENC}::test_shuffle_splits_equal_sklearn_when_available",),
+    Mutant("split-4", BA, "        perm = rng.permutation(n)\n",
+           "        perm = np.random.RandomState(seed).permutation(n)\n", GOLDEN,
            "one generator draws a fresh permutation per split (not the same split 10 times)"),
-    Mutant("split-5", "brainalign.py", "            test = test[gap:-gap]", "            test = test[gap:]",
-           (f"{ENC}::test_kfold_contiguous_with_gap_follows_toneva_wehbe",),
+    Mutant("split-5", BA, "            test = test[gap:-gap]", "            test = test[gap:]", KFOLD,
            "a middle test block gives up `gap` samples at both ends"),
-    Mutant("split-6", "brainalign.py", "edges = [k * (n // n_folds) for k in range(n_folds)] + [n]",
-           "edges = [k * -(-n // n_folds) for k in range(n_folds)] + [n]",
-           (f"{ENC}::test_kfold_contiguous_with_gap_follows_toneva_wehbe",),
+    Mutant("split-6", BA, "edges, splits = [k * (n // n_folds) for k in range(n_folds)] + [n], []",
+           "edges, splits = [k * -(-n // n_folds) for k in range(n_folds)] + [n], []", KFOLD,
            "fold size floor(n / n_folds), the last fold takes the rest"),
-    Mutant("split-7", "brainalign.py", "kfold_splits(n, ds.n_folds, ds.gap)", "kfold_splits(n, ds.n_folds)",
-           (SERIES, AGG), "Wehbe2014's 5-TR gap reaches the fold builder"),
-    # --- least-squares cutoff (relative to the largest singular value)
-    Mutant("cut-1", "brainalign.py",
-           "    k = w > cond ** 2 * w[-1]\n    return ((b @ v[:, k])",
-           "    k = w > cond * w[-1]\n    return ((b @ v[:, k])",
-           (f"{ENC}::test_ill_conditioned_designs_equal_lstsq_at_the_cutoff",),
-           "the cutoff is on singular values; eigenvalues of the Gram matrix need cond ** 2"),
-    Mutant("cut-2", "brainalign.py", "        k = s > cond * s[0]\n        uy = ",
-           "        k = s > cond ** 2 * s[0]\n        uy = ", (ENC,),
-           "weights path: singular values at or below cond x the largest are dropped"),
-    # --- time series: PCA fit rows, word -> TR averaging, delays, z-scoring within runs
-    Mutant("series-1", "brainalign.py", "fit = np.isin(tr_of, ds.sample_tr[train])",
-           "fit = np.isin(tr_of, ds.sample_tr)", (SERIES,),
-           "PCA fitted on the training TRs' words only (no test leak)"),
-    Mutant("series-2", "brainalign.py", "words = np.arange(ds.first_word, len(ds.texts))",
-           "words = np.arange(len(ds.texts))", (SERIES,),
-           "the first 20 words (no full context) get no features"),
-    Mutant("series-3", "brainalign.py",
-           "    per_tr /= np.maximum(np.bincount(tr_of, minlength=ds.n_tr), 1)[:, None]\n", "", (SERIES,),
-           "a TR's feature is the mean of its words, not the sum"),
-    Mutant("series-4", "brainalign.py",
-           "delayed[d:, j * z.shape[1]:(j + 1) * z.shape[1]] = per_tr[:-d]",
-           "delayed[:-d, j * z.shape[1]:(j + 1) * z.shape[1]] = per_tr[d:]", (SERIES,),
+    Mutant("split-7", BA, "splits = kfold_splits(ds.responses.shape[0], ds.n_folds, ds.gap)",
+           "splits = kfold_splits(ds.responses.shape[0], ds.n_folds)", TS_R,
+           "Wehbe2014's 5-TR gap reaches the fold builder"),
+    Mutant("split-8", BA, "        if shared := np.intersect1d(train, test).size:", "        if shared := 0:",
+           nodes(ENC, "test_cross_validate_checks_every_split"),
+           "a split whose test stimuli are also fit is refused"),
+    Mutant("split-9", BA, "if len(train) < 2 or len(test) < 3:", "if len(train) < 2 or len(test) < 2:", KFOLD,
+           "at least 3 test stimuli per split (with 2, every r is +-1)"),
+    # --- the fit: sklearn LinearRegression's steps in NUMERICS; Brain-Score's row order
+    Mutant("fit-1", BA, '"brainscore-2023": (np.float32, None),', '"brainscore-2023": (np.float64, None),',
+           nodes(ENC, "test_the_2023_fit_runs_in_float32_and_agrees_on_a_well_conditioned_design") + ORDER,
+           "the paper's fit runs in float32 (Brain-Score 2023 with sklearn <= 1.5)"),
+    Mutant("fit-2", BA, '"float64": (np.float64, 1e-6),', '"float64": (np.float64, 1e-5),', CUTOFF,
+           "--brainscore fit: singular values at or below 1e-6 x the largest are dropped (sklearn >= 1.9)"),
+    Mutant("fit-3", BA, "    w = scipy.linalg.lstsq(x - x_mean, y - y_mean, cond=cond)[0]",
+           "    w = scipy.linalg.lstsq(x, y - y_mean, cond=cond)[0]", BY_HAND + CUTOFF,
+           "the features are centred before the fit (an intercept, sklearn's _preprocess_data)"),
+    Mutant("fit-4", BA, "return np.asarray(x_test, dtype) @ w + (y_mean - x_mean @ w)",
+           "return np.asarray(x_test, dtype) @ w + y_mean", BY_HAND, "the intercept is y_mean - x_mean @ w"),
+    Mutant("fit-5", BA, "        train, test = order[np.sort(rank[train])], order[np.sort(rank[test])]",
+           "        train, test = np.sort(train), np.sort(test)", ORDER,
+           "each split is fit in the order of the stimulus ids (Brain-Score's sortby), not stored order"),
+    Mutant("fit-6", BA,
+           'order = np.argsort(np.asarray(ids), kind="stable") if ids is not None else np.arange(len(x))',
+           "order = np.arange(len(x))", ORDER, "the stimulus ids given set the row order"),
+    Mutant("fit-7", BA, "r.append(pearson(fit_predict_fast(x[train], y[train], x[test], numerics), y[test]))",
+           "r.append(pearson(fit_predict_fast(x[train], y[train], x[test]), y[test]))", ORDER,
+           "the numerics asked of cross_validate reach the fit"),
+    # --- the fast fit: one lstsq on the centred identity where targets outnumber training stimuli
+    Mutant("fast-1", BA, "    if y.shape[1] <= len(x):\n        return fit_predict(x, y, x_test, numerics)",
+           "    if y.shape[1] > len(x):\n        return fit_predict(x, y, x_test, numerics)", ORDER,
+           "with fewer targets than training stimuli the fit is the exact call itself"),
+    Mutant("fast-2", BA, "return ((np.asarray(x_test, dtype) - x_mean) @ pinv) @ (y - y_mean) + y_mean",
+           "return ((np.asarray(x_test, dtype) - x_mean) @ pinv) @ (y - y_mean)", FAST,
+           "fast path: the training means of the targets are added back"),
+    Mutant("fast-3", BA, "return ((np.asarray(x_test, dtype) - x_mean) @ pinv)",
+           "return ((np.asarray(x_test, dtype)) @ pinv)", FAST,
+           "fast path: the test features are centred on the training means"),
+    Mutant("fast-4", BA, "pinv = scipy.linalg.lstsq(x - x_mean, eye - eye.mean(axis=0), cond=cond)[0]",
+           "pinv = scipy.linalg.lstsq(x - x_mean, eye - eye.mean(axis=0), cond=None)[0]", FAST,
+           "fast path: the numerics' cutoff, as the exact call"),
+    Mutant("fast-5", BA, "pinv = scipy.linalg.lstsq(x - x_mean, eye - eye.mean(axis=0), cond=cond)[0]",
+           "pinv = scipy.linalg.lstsq(x, eye - eye.mean(axis=0), cond=cond)[0]", FAST,
+           "fast path: the pseudo-inverse of the centred features"),
+    # --- Pearson r; a constant column has none and scores 0
+    Mutant("pearson-1", BA, "bound = len(a) ** 1.5 * np.finfo(np.float64).eps",
+           "bound = 0.0 * np.finfo(np.float64).eps",
+           nodes(ENC, "test_numerically_constant_target_scores_zero"),
+           "a column constant up to rounding (0.1 repeated) is constant, not noise with |r| ~ 0.9"),
+    Mutant("pearson-2", BA, "np.where(ok, norm_a * norm_b, 1.0), 0.0)",
+           "np.where(ok, norm_a * norm_b, 1.0), np.nan)",
+           nodes(ENC, "test_constant_column_scores_zero_with_warning"),
+           "a constant column scores 0, so it cannot poison a median with NaN"),
+    Mutant("pearson-3", BA, "ac, bc = a - a.mean(axis=0), b - b.mean(axis=0)",
+           "ac, bc = a - a.mean(axis=0), b", nodes(ENC, "test_pearson_equals_scipy"),
+           "both sides are centred (Pearson, not cosine)"),
+    # --- Brain-Score's aggregation: median over targets, mean over splits; MAD over subjects
+    Mutant("agg-1", BA, "    per_split = np.median(r, axis=1)", "    per_split = np.mean(r, axis=1)",
+           AGG_HAND, "median r over targets in each split (Brain-Score), not the mean"),
+    Mutant("agg-2", BA, "return Score(score=float(per_split.mean()), per_split=per_split",
+           "return Score(score=float(np.median(per_split)), per_split=per_split", AGG_HAND,
+           "mean over splits, not the median"),
+    Mutant("agg-3", BA, "float(np.median(r[:, subjects == s], axis=1).mean())",
+           "float(r[:, subjects == s].mean(axis=1).mean())", AGG_HAND,
+           "per-subject score: median over the subject's targets"),
+    Mutant("agg-4", BA, "    return float(np.median(np.abs(np.subtract(values, np.median(values)))))",
+           "    return float(np.mean(np.abs(np.subtract(values, np.median(values)))))", AGG_HAND,
+           "error bar = median absolute deviation, not the mean absolute deviation"),
+    Mutant("agg-5", BA, "np.subtract(values, np.median(values))", "np.subtract(values, np.mean(values))",
+           AGG_HAND, "the MAD is taken around the median of the subjects, not their mean"),
+    Mutant("agg-6", BA, "per_target=r.mean(axis=0),", "per_target=np.median(r, axis=0),", AGG_HAND,
+           "a target's r is its mean over splits"),
+    Mutant("agg-7", BA, "per_subject = {str(s): float(r[subjects == s].mean()) for s",
+           "per_subject = {str(s): float(np.median(r[subjects == s])) for s", TS_AGG,
+           "Wehbe2014: mean r over a subject's voxels, as Aw & Toneva's scripts report"),
+    Mutant("agg-8", BA,
+           "return Score(score=float(np.mean(list(per_subject.values()))), per_split=per_fold.mean(axis=1),",
+           "return Score(score=float(r.mean()), per_split=per_fold.mean(axis=1),", TS_AGG,
+           "Wehbe2014 score: the mean over subjects of their means (not voxels pooled)"),
+    # --- every layer, the one kept; settings passed down
+    Mutant("layer-1", BA, "return int(np.argmax(np.where(candidate, mean, -np.inf))), mean",
+           "return int(np.flatnonzero(candidate)[-1]), mean", BEST, "the best layer, not the last"),
+    Mutant("layer-2", BA,
+           'candidate = np.isfinite(mean) & [embeddings or not name.endswith("embeddings") for name in '
+           'layer_names]', "candidate = np.isfinite(mean) & [True for name in layer_names]", BEST,
+           "embeddings are not best-layer candidates unless asked (the paper counts blocks)"),
+    Mutant("layer-3", BA, "mean = np.atleast_2d(np.asarray(scores, dtype=np.float64)).mean(axis=0)",
+           "mean = np.atleast_2d(np.asarray(scores, dtype=np.float64))[-1]", BEST,
+           "a dataset's parts (Pereira's experiments) are averaged layer by layer, not the last one kept"),
+    Mutant("layer-4", BA, "names, embeddings=settings.brainscore)", "names)", PARTS,
+           "--brainscore lets the embeddings compete (Brain-Score 2.3.0)"),
+    Mutant("layer-5", BA, '"best_layer": best, "score": float(mean[best]),',
+           '"best_layer": best, "score": float(mean.max()),', PARTS,
+           "the record's score is the chosen block's, not the best of all layers"),
+    Mutant("layer-6", BA, '            best = ref["best_layer"]\n', "            pass\n", LAYER_CHOICE,
+           "--layer-choice pereira: Blank2014 is read at the layer chosen on Pereira2018"),
+    Mutant("layer-7", BA, 'if settings.layer_choice == "pereira" and ref and rec["kind"] == "brain" \\',
+           'if settings.layer_choice == "pereira" and ref \\', LAYER_CHOICE,
+           "--layer-choice pereira leaves Wehbe2014 (not Brain-Score's) at its own layer"),
+    Mutant("layer-8", BA, 'values = [p["layers"][best] for p in rec["parts"].values()]',
+           'values = [list(rec["parts"].values())[-1]["layers"][best]]', NORMALISED,
+           "a dataset's score is the mean of its parts at the chosen layer"),
+    Mutant("layer-9", BA,
+           "return [summarize(cross_validate(acts[:, i], responses, splits, numerics, ids), subjects)",
+           "return [summarize(cross_validate(acts[:, i], responses, splits, numerics), subjects)", ORDER,
+           "score_layers passes the stimulus ids down to the fit"),
+    Mutant("layer-10", BA,
+           "score_layers(acts, ds.responses, ds.subjects, ds.stimulus_ids, settings.numerics,",
+           "score_layers(acts, ds.responses, ds.subjects, None, settings.numerics,", PASSED_DOWN,
+           "run_one passes the dataset's stimulus ids to score_layers"),
+    Mutant("layer-11", BA,
+           "score_layers(acts, ds.responses, ds.subjects, ds.stimulus_ids, settings.numerics,",
+           'score_layers(acts, ds.responses, ds.subjects, ds.stimulus_ids, "brainscore-2023",', PASSED_DOWN,
+           "run_one passes --brainscore's float64 fit to score_layers"),
+    Mutant("layer-12", BA, 'return "float64" if self.brainscore else "brainscore-2023"',
+           'return "brainscore-2023"', nodes(ENC, "test_numerics_choice"),
+           "--brainscore selects the float64 fit"),
+    # --- Wehbe2014: Toneva & Wehbe's PCA training words (TR_to_word_CV_ind), TR features
+    Mutant("series-1", BA, "tr_train = np.isin(fold, fold[train])", "tr_train = np.isin(np.arange(n), train)",
+           PCA_WORDS, "their indicator: every TR outside the test fold trains, the gap TRs included"),
+    Mutant("series-2", BA, "fit[kept] = tr_train[tr[kept] - (20 * run[kept] + 15 * (run[kept] - 1)) - 1]",
+           "fit[kept] = tr_train[tr[kept] - (20 * run[kept] + 15 * (run[kept] - 1))]", PCA_WORDS,
+           "their quirk: a word takes the status of the sample one TR early"),
+    Mutant("series-3", BA, "kept = tr <= ds.n_tr - 15", "kept = tr < ds.n_tr - 15", PCA_WORDS,
+           "their bound: words up to TR len(runs) - 15 inclusive can fit"),
+    Mutant("series-4", BA, 'run = np.maximum(np.searchsorted(ds.sample_tr[start] - 20, tr, side="right"), 1)',
+           'run = np.maximum(np.searchsorted(ds.sample_tr[start] - 20, tr, side="left"), 1)', PCA_WORDS,
+           "their runs[words_id]: a run starts at its first (trimmed) TR, so a word there is in the new run"),
+    Mutant("series-5", BA, "np.float64(word_features[pca_training_words(ds, train)])",
+           "np.float64(word_features[ds.first_word:])",
+           nodes(TONEVA, "test_tr_features_fits_pca_on_those_words"),
+           "the PCA is fitted on the fold's training words only (no test leak)"),
+    Mutant("series-6", BA, "z = (word_features[words] - mean) @ comps.T",
+           "z = word_features[words] @ comps.T", TR_HAND,
+           "words are projected after subtracting the PCA mean (an empty TR is 0 of the centred scores)"),
+    Mutant("series-7", BA, "delayed[d:, j * z.shape[1]:(j + 1) * z.shape[1]] = per_tr[:-d]",
+           "delayed[:-d, j * z.shape[1]:(j + 1) * z.shape[1]] = per_tr[d:]", TR_HAND,
            "delays look back (TRs t-1..t-4), never forward"),
-    Mutant("series-5", "brainalign.py", "kept[run == r] = zscore(kept[run == r])",
-           "kept[run == r] = kept[run == r]", (SERIES,), "features z-scored within each run"),
-    Mutant("series-6", "brainalign.py",
-           "run = np.cumsum(np.diff(ds.sample_tr, prepend=ds.sample_tr[0]) != 1)",
-           "run = np.zeros(len(ds.sample_tr), dtype=int)", (SERIES,),
+    Mutant("series-8", BA, "delays=(1, 2, 3, 4)):", "delays=(1, 2, 3, 5)):", TR_HAND,
+           "the default delays are TRs t-1, t-2, t-3, t-4"),
+    Mutant("series-9", BA, "    per_tr /= np.maximum(np.bincount(tr_of, minlength=ds.n_tr), 1)[:, None]\n",
+           "", TR_HAND, "a TR's feature is the mean of its words, not the sum"),
+    Mutant("series-10", BA, "kept[run == r] = zscore(kept[run == r])", "kept[run == r] = kept[run == r]",
+           TR_HAND, "features z-scored within each run"),
+    Mutant("series-11", BA, "run = np.cumsum(np.diff(ds.sample_tr, prepend=ds.sample_tr[0]) != 1)",
+           "run = np.zeros(len(ds.sample_tr), dtype=int)", TR_HAND,
            "runs are the blocks of consecutive kept TRs (z-scored separately)"),
-    # --- data loading
-    Mutant("data-1", "data.py", 'np.searchsorted(onsets, starts, side="left") - 1',
-           'np.searchsorted(onsets, starts, side="right") - 1', (DATA,),
-           "a word belongs to the last TR starting strictly before it (Toneva & Wehbe)"),
-    Mutant("data-2", "data.py", "_zscore(_detrend(data[rows])[WEHBE_TRIM[0]:-WEHBE_TRIM[1]])",
-           "_zscore(_detrend(data[rows])[WEHBE_TRIM[1]:-WEHBE_TRIM[0]])", (DATA,),
-           "each run keeps TRs [20:-15]"),
-    Mutant("data-3", "data.py",
-           "block = np.concatenate([_zscore(_detrend(data[rows])[WEHBE_TRIM[0]:-WEHBE_TRIM[1]])\n"
-           "                                for rows in run_rows])",
-           "block = _zscore(np.concatenate([_detrend(data[rows])[WEHBE_TRIM[0]:-WEHBE_TRIM[1]]\n"
-           "                                for rows in run_rows]))", (DATA,),
-           "voxels z-scored within each run, not over the whole session"),
-    Mutant("data-4", "data.py", "cols = np.flatnonzero(~np.isnan(asm.data[rows]).any(axis=0))",
-           "cols = np.flatnonzero(~np.isnan(asm.data[rows]).all(axis=0))", (DATA,),
-           "Pereira2018: a neuroid with any NaN in the experiment is dropped"),
-    Mutant("data-5", "data.py", "order[where] = where[np.lexsort([key[where] for key in reversed(keys)])]",
-           "order[where] = where[np.lexsort([key[where] for key in keys])]", (DATA,),
-           "presentation order: sentence number first, then part number"),
-    # --- context preparation and extraction
-    Mutant("ctx-1", "models.py", '" ".join(p for p in parts if p.strip())',
-           '"".join(p for p in parts if p.strip())',
-           MODELS_FAST[:1], "context texts joined by single spaces (Brain-Score)"),
-    Mutant("ctx-2", "models.py", r'r"\s+([.,!?;:])"', r'r"\s+([.,!?])"', MODELS_FAST[:1],
-           "no space before any of .,!?;:"),
-    Mutant("ctx-3", "models.py", "start = max(0, pos - window + 1) if window else 0",
-           "start = max(0, pos - window) if window else 0", MODELS_FAST[:1],
-           "a window of k texts includes the stimulus itself"),
-    Mutant("ctx-4", "models.py", "jobs += [(x, [(i, len(x) - 1)]) for i, x in zip(alone, ids)]",
-           "jobs += [(x, [(i, 0)]) for i, x in zip(alone, ids)]", MODELS_FAST[1:2],
-           "the representation is the last token"),
-    Mutant("ctx-5", "models.py", "reads += [(i, len(x) - 1) for i, x in zip(chain[s:s + 256], ids)",
-           "reads += [(i, len(x) - 2) for i, x in zip(chain[s:s + 256], ids)", MODELS_FAST[2:],
-           "one pass per group reads each stimulus at its own last token"),
-    Mutant("ctx-6", "models.py", 'tok.truncation_side = "left"\n    return tok, model.eval(), config',
-           'tok.truncation_side = "right"\n    return tok, model.eval(), config',
-           (f"{MODELS}::test_truncation_keeps_the_last_tokens",),
-           "a context longer than the model is cut on the left (the stimulus is kept)"),
-    Mutant("cache-1", "models.py", KEY, KEY.replace(' "groups": groups,', ""),
-           CACHE, "the activation cache key includes the context groups"),
-    Mutant("cache-2", "models.py", KEY, KEY.replace(', "window": context_window', ""),
-           CACHE, "the activation cache key includes the context window"),
-    Mutant("cache-3", "models.py", KEY, KEY.replace('"texts": texts', '"texts": len(texts)'), CACHE,
-           "the activation cache key includes the texts themselves"),
-    # --- the paper's tables
-    Mutant("table-1", "brainalign.py", "100.0 * (tuned - vanilla) / np.where(ok, vanilla, 1.0)",
-           "100.0 * (tuned - vanilla) / np.where(ok, tuned, 1.0)",
-           (f"{REPORT}::test_relative_change_and_means_by_hand",), "relative change over the vanilla base"),
-    Mutant("table-2", "brainalign.py", '"headline": float(np.mean(per_dataset))',
-           '"headline": float(mean.get("Average", np.nan))', (REPORT,),
-           "headline = mean of the per-dataset mean gains (the paper's 6.2%)"),
-    Mutant("table-3", "brainalign.py", 'row["p_fdr"] = float(q)', 'row["p_fdr"] = row["p"]', (REPORT,),
-           "correlation p-values are FDR-corrected"),
-    Mutant("table-4", "brainalign.py", "out[order] = np.minimum(adjusted, 1.0)",
-           "out = np.minimum(adjusted, 1.0)[order]", (REPORT,), "BH values go back to their own tests"),
-    Mutant("table-5", "brainalign.py", "np.minimum.accumulate(ranked[::-1])[::-1]",
-           "np.minimum.accumulate(ranked)", (REPORT,), "BH step-up: running minimum from the largest p"),
-    Mutant("table-6", "brainalign.py", "np.quantile(means, [(1 - level) / 2, (1 + level) / 2])",
-           "np.quantile(means, [1 - level, level])", (REPORT,), "a two-sided 95% percentile interval"),
-    Mutant("table-7", "brainalign.py", "n_boot=10000, seed=0,", "n_boot=10000, seed=None,", (REPORT,),
-           "the bootstrap is seeded (seed 0): the table is reproducible"),
-    Mutant("table-8", "brainalign.py", '"improved": sum(change > 0 for', '"improved": sum(change >= 0 for',
-           (f"{REPORT}::test_a_tie_is_not_an_improvement",), "a tie is not an improvement"),
-    Mutant("table-9", "brainalign.py", 'avg]).T\n        out["wilcoxon_p"] = float(scipy.stats.wilcoxon(t, v).pvalue)',
-           'avg]).T\n        out["wilcoxon_p"] = float(scipy.stats.wilcoxon(t, v, alternative="greater").pvalue)',
-           (REPORT,),
-           "two-sided Wilcoxon signed-rank test"),
-    Mutant("table-10", "brainalign.py", '"log10(params), tuned": ([m for m in have if m in tuned]',
-           '"log10(params), tuned": (have', (REPORT,), "size correlation over the tuned models"),
-    Mutant("table-11", "brainalign.py", 'out["ci95"] = bootstrap_ci(relative_change(t, v))',
-           'out["ci95"] = bootstrap_ci(100.0 * (t - v))', (REPORT,),
-           "the interval is for the mean relative change, in %"),
-    Mutant("table-12", "brainalign.py",
-           "averaged = [d for d in PAPER_DATASETS if d in ceilings] or sorted(ceilings)",
-           "averaged = sorted(ceilings)", (REPORT,), "Average over the paper's datasets only"),
-    # --- ceiling normalisation
-    Mutant("ceil-1", "brainalign.py", 'float(np.mean([normalize(p["layers"][best], p["ceiling"]) for p in parts]))',
-           'normalize(float(np.mean([p["layers"][best] for p in parts])), rec["ceiling"])',
-           (f"{REPORT}::test_normalisation_is_per_part_then_averaged",
-            f"{REPORT}::test_normalisation_clips_each_part_before_averaging"),
-           "normalised per part (Pereira's two ceilings), then averaged"),
-    Mutant("ceil-2", "brainalign.py", "return float(np.clip(value / ceiling, 0.0, 1.0))",
-           "return float(value / ceiling)", (REPORT,), "normalised scores clipped to [0, 1]"),
-    Mutant("ceil-3", "brainalign.py", "return float(np.clip(value / ceiling, 0.0, 1.0))",
-           "return float(np.clip(value / ceiling, -1.0, 1.0))", (f"{ENC}::test_normalize",),
-           "a negative score normalises to 0"),
-    # --- layer choice (one layer per model and dataset, as the authors registered it)
-    Mutant("layer-1", "brainalign.py",
-           'candidate = np.array([embeddings or not n.endswith("embeddings") for n in layer_names])',
-           "candidate = np.ones(len(layer_names), dtype=bool)",
-           (f"{RECORDS}::test_pereira_layer_is_chosen_on_the_mean_of_its_experiments",),
-           "embedding outputs are not best-layer candidates unless asked (the paper counts blocks)"),
-    Mutant("layer-2", "brainalign.py", "            best = ref[\"best_layer\"]\n",
-           "            pass\n", (f"{RECORDS}::test_layer_choice_pereira_reads_blank_at_the_pereira_layer",),
-           "layer_choice pereira: Blank2014 is read at the layer chosen on Pereira2018"),
-    Mutant("layer-3", "brainalign.py",
-           'else float(np.mean([p["layers"][best] for p in parts]))',
-           'else float(list(parts)[-1]["layers"][best])',
-           (f"{REPORT}::test_normalisation_is_per_part_then_averaged",
-            f"{RECORDS}::test_layer_choice_pereira_reads_blank_at_the_pereira_layer"),
-           "collect: a dataset's score is the mean of its parts at the chosen layer"),
-    # --- extraction choices that are part of the provenance and cache key
-    Mutant("model-1", "models.py", 'return readout == "paper" and config.model_type == "llama"',
-           'return readout != "paper" and config.model_type == "llama"',
-           (f"{MODELS}::test_llama_paper_readout_is_post_attention_layernorm",),
-           "LLaMA is read at post_attention_layernorm (PR #194), other families at the block output"),
-    Mutant("model-2", "models.py", 'return token_type_ids == "pass" and "token_type_ids" in tok.model_input_names',
-           'return "token_type_ids" in tok.model_input_names',
-           (f"{MODELS}::test_token_type_ids_as_brainscore_or_as_the_authors",),
-           "token_type_ids dropped by default (PR #194), passed only when asked"),
-    Mutant("model-3", "models.py", '"dtype": dtype, "readout": readout,', '"readout": readout,', KEYED,
-           "the provenance (cache and record key) includes the dtype"),
-    Mutant("model-4", "models.py", '"dtype": dtype, "readout": readout,', '"dtype": dtype,', KEYED,
-           "the provenance (cache and record key) includes the readout"),
-    # --- the paper's tables: a relative change needs a positive vanilla score
-    Mutant("table-13", "brainalign.py", "ok = np.isfinite(vanilla) & (vanilla > 0)",
-           "ok = np.isfinite(vanilla) & (vanilla != 0)",
-           (f"{RECORDS}::test_a_vanilla_score_at_or_below_zero_gets_no_percentage",),
-           "a vanilla score <= 0 gets no percentage (its sign would flip the change)"),
-    # --- Wehbe2014: Toneva & Wehbe's ridge and Aw & Toneva's aggregation
-    Mutant("wehbe-1", "brainalign.py", "cost[i] += r2_cost(", "cost[i] = r2_cost(", RIDGE,
+    Mutant("series-12", BA, "    words = np.arange(ds.first_word, len(ds.texts))\n    tr_of",
+           "    words = np.arange(len(ds.texts))\n    tr_of",
+           nodes(SERIES, "test_first_words_and_trimmed_trs_fit_no_pca"),
+           "the first 20 words (no full context) get no features"),
+    Mutant("series-13", BA, "preds.append(zscore(x[test]) @ ridge_cv(", "preds.append(x[test] @ ridge_cv(",
+           TS_R, "the test fold's features are z-scored on its own statistics (Toneva's choice)"),
+    Mutant("series-14", BA, "r[cols] = pearson(np.concatenate(preds), np.concatenate(reals))",
+           "r[cols] = per_fold[:, cols].mean(axis=0)", TS_R,
+           "r of the stacked test folds (Aw & Toneva), not the mean of per-fold r"),
+    # --- Wehbe2014: Toneva & Wehbe's cross-validated ridge
+    Mutant("ridge-1", BA, "cost[i] += 1.0 - np.nan_to_num(1.0 - mse / var)",
+           "cost[i] = 1.0 - np.nan_to_num(1.0 - mse / var)", RIDGE,
            "the penalty minimises 1 - R^2 summed over all inner folds, not the last one"),
-    Mutant("wehbe-2", "brainalign.py", "for train, val in inner_folds(x.shape[0], n_splits):",
-           "for train, val in [(np.random.RandomState(0).permutation(x.shape[0])[t], "
-           "np.random.RandomState(0).permutation(x.shape[0])[v]) for t, v in inner_folds(x.shape[0], n_splits)]:",
-           RIDGE, "inner folds are unshuffled contiguous blocks (KFold without shuffle)"),
-    Mutant("wehbe-3", "brainalign.py", "best = np.argmin(cost, axis=0)",
+    Mutant("ridge-2", BA, "best = np.argmin(cost, axis=0)",
            "best = len(penalties) - 1 - np.argmin(cost[::-1], axis=0)", RIDGE,
            "on a tie the smallest penalty wins (np.argmin, the first of the lambdas)"),
-    Mutant("wehbe-4", "brainalign.py", "return Score(score=float(subj.mean()), per_split=per_fold.mean(axis=1)",
-           "return Score(score=float(r.mean()), per_split=per_fold.mean(axis=1)",
-           (WEHBE_AGG, f"{AGG}::test_time_series_parts_average_voxels_per_subject_then_subjects"),
-           "Wehbe2014 score: per-subject mean over voxels, then the mean over subjects (not voxels pooled)"),
-    # --- Futrell2018: surprisal against reading times
-    Mutant("futrell-1", "brainalign.py", "keep = word_in_sentence != 1", "keep = word_in_sentence >= 0",
-           (f"{FUTRELL}::test_reading_time_r_is_pearson_with_the_mean_reader_without_first_words",),
-           "the first word of each sentence is not scored"),
-    Mutant("futrell-2", "brainalign.py", 'return {"score": abs(r), "r": r,', 'return {"score": r, "r": r,',
-           (f"{FUTRELL}::test_mean_reader_as_prediction_scores_one",),
+    Mutant("ridge-3", BA, "RIDGE_PENALTIES = 10.0 ** np.arange(-6, 10)",
+           "RIDGE_PENALTIES = 10.0 ** np.arange(-5, 10)", RIDGE, "cross_val_ridge's lambdas 1e-6 .. 1e9"),
+    Mutant("ridge-4", BA, "sizes = np.full(n_splits, n // n_splits) + (np.arange(n_splits) < n % n_splits)",
+           "sizes = np.full(n_splits, n // n_splits) + (np.arange(n_splits) >= n_splits - n % n_splits)",
+           RIDGE, "inner folds are sklearn's KFold: the first n % n_splits blocks are one longer"),
+    Mutant("ridge-5", BA, "mse = (((a * (s / (s ** 2 + pen))) @ b - real) ** 2).mean(axis=0)",
+           "mse = (((a * (1 / (s + pen))) @ b - real) ** 2).mean(axis=0)", RIDGE,
+           "the ridge solution V diag(s / (s^2 + a)) U^T y"),
+    Mutant("ridge-6", BA, "(s[:, None] ** 2 + penalties[best])", "(s[:, None] ** 2 + penalties[best].max())",
+           RIDGE, "each voxel is refitted with its own chosen penalty"),
+    # --- Futrell2018: surprisal against reading times; the split-half ceiling
+    Mutant("futrell-1", BA, "keep, times = word_in_sentence != 1,", "keep, times = word_in_sentence >= 0,",
+           RT, "the first word of each sentence is not scored"),
+    Mutant("futrell-2", BA, '"score": abs(r), "r": r,', '"score": r, "r": r,',
+           nodes(FUTRELL, "test_mean_reader_as_prediction_scores_one"),
            "the behaviour score is |r| (Brain-Score's pearson_correlation), the sign kept apart"),
-    Mutant("futrell-3", "brainalign.py", "uncorrected[k] = abs(pearson(a[:, None], b[:, None])[0])",
-           "uncorrected[k] = pearson(a[:, None], b[:, None])[0]",
-           (f"{FUTRELL}::test_split_half_ceiling_equals_brainscore",), "the split-half consistency is |r|"),
-    Mutant("futrell-4", "brainalign.py", "corrected = 2 * uncorrected / (1 + uncorrected)",
-           "corrected = uncorrected", (f"{FUTRELL}::test_split_half_ceiling_equals_brainscore",),
-           "the split-half ceiling is Spearman-Brown corrected"),
-    Mutant("futrell-5", "models.py", "/ math.log(2)).cpu().numpy()", ").cpu().numpy()",
-           (f"{FUTRELL}::test_surprisal_equals_brainscore_per_word_across_truncation",),
+    Mutant("futrell-3", BA, "uncorrected[k] = abs(pearson(a[:, None], b[:, None])[0])",
+           "uncorrected[k] = pearson(a[:, None], b[:, None])[0]", CEILING,
+           "the split-half consistency is |r|"),
+    Mutant("futrell-4", BA, "corrected = 2 * uncorrected / (1 + uncorrected)", "corrected = uncorrected",
+           CEILING, "the split-half ceiling is Spearman-Brown corrected"),
+    Mutant("futrell-5", BA, "return float(np.median(corrected)), corrected, uncorrected",
+           "return float(np.mean(corrected)), corrected, uncorrected", CEILING,
+           "the ceiling is the median split"),
+    Mutant("futrell-6", BA, "def split_half_ceiling(times, n_splits=10, seed=0):",
+           "def split_half_ceiling(times, n_splits=10, seed=1):", CEILING, "the halves drawn with seed 0"),
+    Mutant("futrell-7", BA, "return np.where(read, times, 0.0).sum(axis=1) / read.sum(axis=1)",
+           "return np.where(read, times, 0.0).sum(axis=1) / read.shape[1]", RT,
+           "the mean reader skips subjects who did not read the word (xarray's mean)"),
+    Mutant("futrell-8", MODELS_PY, "/ np.log(2)", "/ 1.0",
+           nodes(FUTRELL, "test_surprisal_equals_brainscore_per_word_across_truncation[gpt2]"),
            "surprisal in bits (-log2 p), not nats"),
-    # --- Brain-Score's 2023 numerics: the float32 fit
-    Mutant("cut-3", "brainalign.py", "x = np.asarray(x_train, dtype=np.float32)",
-           "x = np.asarray(x_train, dtype=np.float64)",
-           (f"{ENC}::test_brainscore_2023_numerics_equal_sklearn_15_fixtures",),
-           "brainscore-2023 numerics: the activations are cast to float32 before the fit"),
+    Mutant("futrell-9", BA, 'ceiling = rec["ceiling"] if settings.brainscore else 1.0',
+           'ceiling = rec["ceiling"]', BEHAVIOUR,
+           "behaviour is divided by its ceiling only under --brainscore"),
+    Mutant("futrell-10", BA, 'run = {r["dataset"] for r in records if r["kind"] != "behaviour"}',
+           'run = {r["dataset"] for r in records}', nodes(FUTRELL, "test_cli_scores_futrell2018_end_to_end"),
+           "behaviour never enters the brain Average"),
+    Mutant("futrell-11", BA, "def compare_pairs(scores, pairs, columns, headline=PAPER_DATASETS):",
+           'def compare_pairs(scores, pairs, columns, headline=PAPER_DATASETS + ("Futrell2018",)):',
+           BEHAVIOUR, "the headline gain is over the brain datasets only"),
+    # --- the paper's tables
+    Mutant("table-1", BA, "100.0 * (tuned - vanilla) / np.where(ok, vanilla, 1.0)",
+           "100.0 * (tuned - vanilla) / np.where(ok, tuned, 1.0)", PINNED,
+           "relative change over the vanilla base"),
+    Mutant("table-2", BA, '"headline": float(np.mean(means)) if means',
+           '"headline": float(mean.get("Average", np.nan)) if means', PINNED,
+           "headline = mean of the per-dataset mean gains (the paper's 6.2%), not the Average's gain"),
+    Mutant("table-3", BA, "mean = {c: float(np.mean([r[c] for r in rows if c in r]))",
+           "mean = {c: float(np.median([r[c] for r in rows if c in r]))", PINNED,
+           "a column's gain is the mean over pairs"),
+    Mutant("table-4", BA, 'row["p_fdr"] = float(q)', 'row["p_fdr"] = row["p"]',
+           nodes(REPORT, "test_correlation_table_p_values_are_pearsons_and_fdr_corrected"),
+           "correlation p-values are FDR-corrected"),
+    Mutant("table-5", BA, f"out[order] = np.minimum({STATS}, 1.0)", f"out = np.minimum({STATS}, 1.0)[order]",
+           nodes(REPORT, "test_bh_fdr_hand_case_whose_order_is_not_its_own_inverse"),
+           "BH values go back to their own tests"),
+    Mutant("table-6", BA, STATS, "ranked", nodes(REPORT, "test_bh_fdr_against_scipy_and_by_hand"),
+           "BH step-up: running minimum from the largest p"),
+    Mutant("table-7", BA, "float(scipy.stats.wilcoxon(t, v).pvalue)",
+           'float(scipy.stats.wilcoxon(t, v, alternative="greater").pvalue)', PINNED,
+           "two-sided Wilcoxon test"),
+    Mutant("table-8", BA, 'sum(r["Average"] > 0 for r in avg)', 'sum(r["Average"] >= 0 for r in avg)',
+           nodes(REPORT, "test_a_tie_is_not_an_improvement"), "a tie is not an improvement"),
+    Mutant("table-9", BA, 'if info.get(m) and (info[m].base or "all" in against)]', "if info.get(m)]",
+           nodes(REPORT, "test_paper_tables_reproduce_the_correlations"),
+           "the size correlation over the tuned models"),
+    Mutant("table-10", BA, "run & set(PAPER_DATASETS) or run", "run", AVERAGE,
+           "Average over the paper's datasets only (Fedorenko2016 left out)"),
+    Mutant("table-11", BA, "if run and run <= set(s):", "if run and run & set(s):", AVERAGE,
+           "a model has an Average only if it has every averaged dataset"),
+    Mutant("table-12", BA,
+           'if model_info is None or (dataset == "Average" and not set(PAPER_DATASETS) <= set(scores or '
+           '())):', "if model_info is None:", AVERAGE,
+           "our Average is compared with the paper's only when all three ran"),
+    Mutant("table-13", BA, "ok = np.isfinite(vanilla) & (vanilla > 0)",
+           "ok = np.isfinite(vanilla) & (vanilla != 0)",
+           nodes(REPORT, "test_a_vanilla_score_at_or_below_zero_gets_no_percentage"),
+           "a vanilla score <= 0 gets no percentage (its sign would flip the change)"),
+    # --- --brainscore: ceiling normalisation
+    Mutant("norm-1", BA, "np.clip(v / data.ceiling(part), 0, 1)",
+           "np.clip(v / data.ceiling(rec['dataset']), 0, 1)", NORMALISED,
+           "normalised per part (Pereira's two ceilings), then averaged"),
+    Mutant("norm-2", BA, "np.clip(v / data.ceiling(part), 0, 1)", "v / data.ceiling(part)", NORMALISED,
+           "normalised scores clipped to at most 1"),
+    Mutant("norm-3", BA, "np.clip(v / data.ceiling(part), 0, 1)", "np.clip(v / data.ceiling(part), -1, 1)",
+           NORMALISED, "a negative part normalises to 0"),
+    Mutant("norm-4", BA, 'float(np.clip(rec["score"] / ceiling, 0, 1))', 'float(rec["score"] / ceiling)',
+           NORMALISED, "normalised behaviour clipped to at most 1"),
+    # --- records: keyed by what produced them, checked when read
+    Mutant("record-1", BA, '"dataset": dataset, "data": data_id,', '"dataset": dataset,', KEYED,
+           "the record key includes the data (its fingerprint, or a hash of the parts in memory)"),
+    Mutant("record-2", BA, 'produced = {"pipeline": PIPELINE_VERSION, "dataset": dataset,',
+           'produced = {"dataset": dataset,', KEYED, "the record key includes the pipeline version"),
+    Mutant("record-3", BA, "models.identity(info, dtype=settings.dtype, brainscore=settings.brainscore)",
+           'models.identity(info, dtype="float32", brainscore=settings.brainscore)', KEYED,
+           "the record key includes the model's dtype"),
+    Mutant("record-4", BA, '"contents": _hash(repr([vars(p) for p in parts]))}',
+           '"contents": _hash(parts[0].name)}', KEYED,
+           "data in memory (the demo's) are keyed by their contents"),
+    Mutant("record-5", BA, "files=dict(settings.data_files).get(dataset))", "files=None)",
+           nodes(RUN, "test_records_of_registered_data_are_keyed_by_its_sha1_without_loading_it"),
+           "a file given by hand (--data-file) keys the record by its own sha1"),
+    Mutant("record-6", BA, "if found != (key, PIPELINE_VERSION, model, dataset):",
+           "if found[:2] != (key, PIPELINE_VERSION):", BAD_RECORD,
+           "a record filed under another model or dataset is refused"),
+    Mutant("record-7", BA, "type(v) in (int, float) and -1 <= v <= 1", "type(v) in (int, float) and -1 <= v",
+           BAD_RECORD, "a score outside [-1, 1] is refused"),
+    Mutant("record-8", BA,
+           'if rec["parts"] and not 0 <= rec["best_layer"] < len(rec["layer_names"]) == len(rec["layers"]):',
+           'if rec["parts"] and not 0 <= rec["best_layer"]:', BAD_RECORD,
+           "a best layer out of range is refused"),
+    Mutant("record-9", BA, "        os.replace(path, aside)\n", "", BAD_RECORD,
+           "a bad record is moved aside (kept for inspection), not overwritten"),
+    Mutant("record-10", BA, "if None in records.values():", "if True:",
+           nodes(RUN, "test_a_read_only_cache_serves_a_complete_report_and_refuses_new_work"),
+           "a complete cache serves the report even where it cannot be written"),
+    Mutant("record-11", BA, "            if rec is None:\n", "            if True:\n",
+           nodes(RUN, "test_a_run_scores_records_and_a_rerun_is_the_report"),
+           "a rerun over a complete cache computes nothing"),
+    Mutant("record-12", BA, "settings = Settings(args.brainscore, args.layer_choice,",
+           "settings = Settings(False, args.layer_choice,", nodes(CLI, "test_defaults_are_the_papers"),
+           "--brainscore reaches the settings"),
+    Mutant("record-13", BA, "settings = Settings(args.brainscore, args.layer_choice,",
+           'settings = Settings(args.brainscore, "dataset",', nodes(CLI, "test_defaults_are_the_papers"),
+           "--layer-choice reaches the settings"),
+    # --- data loading and its checks
+    Mutant("data-1", DATA_PY, "word_tr=np.searchsorted(trs, onsets) - 1,",
+           'word_tr=np.searchsorted(trs, onsets, side="right") - 1,', nodes(DATA, "test_wehbe2014_release"),
+           "a word belongs to the last TR starting strictly before it (Toneva & Wehbe)"),
+    Mutant("data-2", DATA_PY, "np.flatnonzero(runs == r)[WEHBE_TRIM[0]:-WEHBE_TRIM[1]]",
+           "np.flatnonzero(runs == r)[WEHBE_TRIM[1]:-WEHBE_TRIM[0]]", nodes(DATA, "test_wehbe2014_release"),
+           "each run keeps TRs [20:-15]"),
+    Mutant("data-3", DATA_PY, "(cols := np.flatnonzero(~np.isnan(asm.data[rows]).any(axis=0))).size == 0",
+           "(cols := np.flatnonzero(~np.isnan(asm.data[rows]).all(axis=0))).size == 0",
+           nodes(DATA, "test_pereira2018_parts"),
+           "Pereira2018: a neuroid with any NaN in the experiment is dropped"),
+    Mutant("data-4", DATA_PY,
+           '    return [_part("Blank2014", read_netcdf(paths[0]), ("stimulus",), ("story",),\n'
+           '                  ("subject_id", "subject_UID", "subject"))]',
+           '    asm = read_netcdf(paths[0])\n    return [_part("Blank2014", asm, ("stimulus",), ("story",),\n'
+           '                  ("subject_id", "subject_UID", "subject"), '
+           'np.argsort(asm.coord("stimulus_id")))]',
+           nodes(DATA, "test_blank2014_story_order_and_subjects", "test_blank2014_rows_stay_in_stored_order"),
+           "Blank2014 rows stay in stored order (Brain-Score's story_indexer), not sorted by stimulus_id"),
+    Mutant("data-5", DATA_PY, '("stimulus", "word"), ("sentence_id",)',
+           '("word", "stimulus"), ("sentence_id",)',
+           nodes(DATA, "test_fedorenko2016_text_from_stimulus_else_word"),
+           "Fedorenko2016's text is `stimulus` where the file has it, else `word`"),
+    Mutant("data-6", DATA_PY, '("passage_label", "passage_index")', '("passage_index", "passage_label")',
+           nodes(DATA, "test_pereira2018_parts"), "Pereira2018's context groups are its passages' labels"),
+    Mutant("data-7", DATA_PY, 'stimulus_ids=asm.coord("stimulus_id")[rows])', "stimulus_ids=None)",
+           nodes(DATA, "test_pereira2018_parts"), "the stimulus ids (the fit's row order) are loaded"),
+    Mutant("data-8", DATA_PY, "if not (bad := ~np.isfinite(y).all(axis=0)).any():", "if True:",
+           nodes(DATA, "test_bad_responses_are_named_for_what_they_are"),
+           "NaN, inf or float32 overflow is refused"),
+    Mutant("data-9", DATA_PY, "if 0 < 10 * trs[-1] < onsets.max() else", "if False else", WEHBE_BAD,
+           "word onsets in milliseconds are named as such"),
+    Mutant("data-10", DATA_PY, "if np.any(np.diff(onsets) < 0) else", "if False else", WEHBE_BAD,
+           "shuffled or reversed word onsets are refused"),
+    Mutant("data-11", DATA_PY, "if onsets.min() <= trs[0] or onsets.max() > end else",
+           "if onsets.max() > end else", WEHBE_BAD, "word onsets must fall after the first TR's onset"),
+    Mutant("data-12", DATA_PY, "if len(values) != WEHBE_N_RUNS or np.any(np.diff(runs) < 0)",
+           "if np.any(np.diff(runs) < 0)", WEHBE_BAD, "a runs file with the wrong number of runs is blamed"),
+    Mutant("data-13", DATA_PY, "if not np.isfinite(trs).all() or np.any(np.diff(trs) <= 0):",
+           "if not np.isfinite(trs).all():", WEHBE_BAD, "TR onsets must increase"),
+    Mutant("data-14", DATA_PY, "if read.min() <= 0 else", "if read.min() < 0 else",
+           nodes(DATA, "test_futrell2018_reading_times_are_checked_when_loaded"),
+           "a reading time of 0 ms is refused"),
+    Mutant("data-15", DATA_PY, 'no reading time from any subject" if unread.any() else',
+           'no reading time from any subject" if False else',
+           nodes(DATA, "test_futrell2018_reading_times_are_checked_when_loaded"),
+           "a word nobody read is refused when the file is loaded"),
+    Mutant("data-16", DATA_PY, '"checksum": "unpublished" if unpublished else "verified"}',
+           '"checksum": "verified"}', nodes(DATA, "test_fingerprint_is_what_load_records"),
+           "Wehbe2014 (no published sha1) is never 'verified'"),
+    Mutant("data-17", DATA_PY, "if remote.sha1 is None or (got := sha1sum(path)) == remote.sha1:", "if True:",
+           nodes(DATA, "test_cached_file_with_wrong_sha1_is_moved_aside",
+                 "test_download_wrong_sha1_is_moved_aside"),
+           "a file with the wrong sha1 is refused and moved aside"),
+    Mutant("data-18", DATA_PY, "if total is not None and out.tell() != total:", "if False:",
+           nodes(DATA, "test_interrupted_download_leaves_nothing"), "an interrupted download keeps nothing"),
+    Mutant("data-19", DATA_PY, "        os.unlink(tmp)\n        raise", "        raise",
+           nodes(DATA, "test_write_atomic_error_leaves_neither_file_nor_temp"),
+           "a failed write leaves no temporary file"),
+    Mutant("data-20", DATA_PY, "return float(np.mean(list(DATASETS[name].ceilings.values()) or [np.nan]))",
+           "return float(np.max(list(DATASETS[name].ceilings.values()) or [np.nan]))",
+           nodes(DATA, "test_ceilings_are_the_published_numbers"),
+           "a dataset's ceiling is the mean of its parts'"),
+    # --- models: readout, token types, T5 decoder inputs, contexts, cache keys
+    Mutant("model-1", MODELS_PY, 'post, stacks = not brainscore and config.model_type == "llama",',
+           'post, stacks = brainscore and config.model_type == "llama",',
+           nodes(MODELS, "test_llama_default_readout_is_post_attention_layernorm"),
+           "LLaMA is read at post_attention_layernorm (PR #194), --brainscore at the block output"),
+    Mutant("model-2", MODELS_PY, 'token_types = brainscore and "token_type_ids" in tok.model_input_names',
+           'token_types = "token_type_ids" in tok.model_input_names',
+           nodes(MODELS, "test_token_type_ids_pass_under_brainscore_and_drop_by_default"),
+           "token_type_ids dropped by default (PR #194), passed under --brainscore"),
+    Mutant("model-3", MODELS_PY, 'layers.append((f"{prefix}embeddings", blocks[0], True))',
+           'layers.append((f"{prefix}embeddings", blocks[0], False))', PLAIN_PASS,
+           "the embeddings are the first block's input, not its output"),
+    Mutant("model-4", MODELS_PY, "decoder_input_ids=ids,", "decoder_input_ids=net._shift_right(ids),",
+           nodes(MODELS, "test_matches_a_plain_forward_pass_of_the_context[t5]"),
+           "T5's decoder gets the context itself as decoder_input_ids (PR #194), not shifted right"),
+    Mutant("model-5", MODELS_PY, "jobs += [(x, [(i, [len(x) - 1])]) for i, x in zip(alone, ids)]",
+           "jobs += [(x, [(i, [0])]) for i, x in zip(alone, ids)]", PLAIN_PASS,
+           "the representation is the last token"),
+    Mutant("model-6", MODELS_PY, "reads += [(i, [len(x) - 1]) for i, x in zip(chain[s:s + 256], ids)",
+           "reads += [(i, [len(x) - 2]) for i, x in zip(chain[s:s + 256], ids)",
+           nodes(MODELS, "test_one_pass_per_group_equals_one_pass_per_prefix[gpt2]"),
+           "one pass per group reads each stimulus at its own last token"),
+    Mutant("model-7", MODELS_PY,
+           '    if not lm_head or kind == "causal":\n        tok.truncation_side = "left"',
+           '    if not lm_head or kind == "causal":\n        tok.truncation_side = "right"',
+           nodes(MODELS, "test_truncation_keeps_the_last_tokens[gpt2]"),
+           "a context longer than the model is cut on the left (the stimulus is kept)"),
+    Mutant("model-8", MODELS_PY, '" ".join(p for p in parts if p.strip())',
+           '"".join(p for p in parts if p.strip())', CONTEXT,
+           "context texts joined by single spaces (Brain-Score)"),
+    Mutant("model-9", MODELS_PY, r'r"\s+([.,!?;:])"', r'r"\s+([.,!?])"', CONTEXT,
+           "no space before any of .,!?;:"),
+    Mutant("model-10", MODELS_PY, "start = max(0, pos - window + 1) if window else 0",
+           "start = max(0, pos - window) if window else 0", CONTEXT,
+           "a window of k texts includes the stimulus"),
+    Mutant("model-11", MODELS_PY, '(",", \'"\', "@")', '(",", \'"\')', WORD_FEATURES,
+           "word features: the tokens , \" @ are dropped (extract_nlp_features' remove_chars)"),
+    Mutant("model-12", MODELS_PY, "ids[max(0, i - window + 1):i + 1]", "ids[max(0, i - window):i + 1]",
+           WORD_FEATURES, "word i's window is words i-window+1 .. i"),
+    Mutant("model-13", MODELS_PY, '"readout": "block" if brainscore else "paper",', '"readout": "paper",',
+           IDENTITY, "the cache and record key names the readout"),
+    Mutant("model-14", MODELS_PY, 'return {"format": FORMAT, "weights": weights, "dtype": dtype,',
+           'return {"format": FORMAT, "weights": weights,', CACHE + IDENTITY,
+           "the cache key includes the dtype"),
+    Mutant("model-15", MODELS_PY,
+           '            digest.update(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns};".encode())',
+           "            pass",
+           nodes(MODELS, "test_a_retrained_folder_is_loaded_again_and_not_served_from_the_cache"),
+           "a model folder retrained in place gets a new key"),
+    Mutant("model-16", MODELS_PY, 'kind="layers", texts=texts, groups=groups, window=window)',
+           'kind="layers", texts=texts, window=window)', CACHE,
+           "the activation cache key includes the groups"),
+    Mutant("model-17", MODELS_PY, 'kind="layers", texts=texts, groups=groups, window=window)',
+           'kind="layers", texts=texts, groups=groups)', CACHE,
+           "the activation cache key includes the window"),
+    Mutant("model-18", MODELS_PY, 'kind="layers", texts=texts, groups=groups, window=window)',
+           'kind="layers", texts=len(texts), groups=groups, window=window)', CACHE,
+           "the activation cache key includes the texts themselves"),
+    Mutant("model-19", MODELS_PY, 'kind="words", texts=words, window=window)', 'kind="words", texts=words)',
+           nodes(WEHBE, "test_word_features_cache_window_and_bad_words"),
+           "the word-feature key includes the window"),
 ]
 
 # Mutants that cannot change any result, so no test can kill them: id -> why. Kept here so nobody
 # adds them again; not run.
 EQUIVALENT = {
-    "table-bh-clip": "bh_fdr's clip at 1: after the running minimum from the largest p, every adjusted "
-                     "value is at most max(p) <= 1, so np.minimum(adjusted, 1.0) never changes a value",
-    "ctx-causal-mask": "dropping the attention mask for causal models: padding is on the right, and causal "
-                       "attention never looks right, so the hidden states read are identical",
+    "table-bh-clip": "bh_fdr's clip at 1 (np.minimum(..., 1.0) dropped): after the running minimum from the "
+                     "largest p every adjusted value is at most max(p) <= 1, so the clip never changes one",
+    "model-causal-mask": "an attention mask passed to causal models too: padding is on the right and causal "
+                         "attention never looks right, so the hidden states read are identical",
+    "series-run-floor": "pca_training_words without np.maximum(..., 1) on the run: in the layout it "
+                        "reads (every run trimmed by 20 TRs at its start, as data.load_wehbe2014 builds it) "
+                        "run 1's first TR is sample_tr[0] - 20 = 0: searchsorted gives every word a run >= 1",
+    "record-brainscore": 'record_place without "brainscore" in `produced`: models.identity(brainscore=...) '
+                         "already changes the key (readout, token_type_ids), so every key stays distinct",
 }
 
 
@@ -316,8 +555,12 @@ def pytest(workdir, tests, timeout):
         return "timeout"
 
 
+def stale(m, root=ROOT):
+    return Path(root, m.file).read_text().count(m.original) != 1
+
+
 def run_mutant(m, workdir, timeout):
-    """-> KILLED, SURVIVED or STALE; the file is restored whatever happens."""
+    """-> KILLED, SURVIVED, STALE or BROKEN; the file is restored whatever happens."""
     path = Path(workdir, m.file)
     text = path.read_text()
     if text.count(m.original) != 1:
@@ -327,46 +570,52 @@ def run_mutant(m, workdir, timeout):
         code = pytest(workdir, m.tests, timeout)
     finally:
         path.write_text(text)
-    return "SURVIVED" if code == 0 else "KILLED"
+    return {0: "SURVIVED", 1: "KILLED", "timeout": "KILLED"}.get(code, "BROKEN")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--list", action="store_true", help="list the mutants and exit")
-    p.add_argument("--only", nargs="+", metavar="ID", help="run only these mutants")
+    p.add_argument("--check", action="store_true", help="only check that every snippet occurs exactly once")
+    p.add_argument("--only", nargs="+", metavar="ID", help="run only these mutants (or ids starting so)")
     p.add_argument("--timeout", type=float, default=600, help="seconds per pytest run")
     args = p.parse_args(argv)
     ids = [m.id for m in MUTANTS]
     assert len(set(ids)) == len(ids), "mutant ids must be unique"
-    chosen = [m for m in MUTANTS if not args.only or m.id in args.only]
-    unknown = set(args.only or ()) - set(ids)
-    if unknown:
-        p.error(f"unknown mutant id(s): {', '.join(sorted(unknown))}; see --list")
+    chosen = [m for m in MUTANTS if not args.only or any(m.id == o or o.endswith("-") and m.id.startswith(o)
+                                                         for o in args.only)]
+    if args.only and not chosen:
+        p.error(f"no mutant matches {' '.join(args.only)}; see --list")
     if args.list:
         for m in MUTANTS:
-            print(f"{m.id:10} {m.file:14} {m.breaks}")
+            print(f"{m.id:11} {m.file:14} {m.breaks}")
         for key, why in EQUIVALENT.items():
-            print(f"{key:10} {'equivalent':14} {why}")
+            print(f"{key:11} {'equivalent':14} {why}")
         return 0
+    if args.check:
+        bad = [m.id for m in chosen if stale(m)]
+        print(f"{len(chosen) - len(bad)}/{len(chosen)} snippets occur exactly once" +
+              (f"; STALE: {' '.join(bad)}" if bad else ""))
+        return 1 if bad else 0
     with tempfile.TemporaryDirectory(prefix="brainalign-mutants-") as workdir:
         copy_tree(workdir)
         tests = list(dict.fromkeys(t for m in chosen for t in m.tests))
-        print(f"clean copy: {' '.join(tests)}", flush=True)
+        print(f"clean copy: {len(tests)} tests", flush=True)
         if pytest(workdir, tests, args.timeout) != 0:
             sys.exit("the tests fail on the unmutated code: fix them first, a kill would mean nothing")
         results = {}
         for m in chosen:
             start = time.time()
             results[m.id] = run_mutant(m, workdir, args.timeout)
-            print(f"{results[m.id]:8} {m.id:10} {time.time() - start:5.0f} s  {m.breaks}", flush=True)
-    counts = {k: sum(r == k for r in results.values()) for k in ("KILLED", "SURVIVED", "STALE")}
-    areas = dict.fromkeys(i.split("-")[0] for i in results)
-    for area in areas:
+            print(f"{results[m.id]:8} {m.id:11} {time.time() - start:5.0f} s  {m.breaks}", flush=True)
+    counts = {k: sum(r == k for r in results.values()) for k in ("KILLED", "SURVIVED", "STALE", "BROKEN")}
+    for area in dict.fromkeys(i.split("-")[0] for i in results):
         mine = [r for i, r in results.items() if i.split("-")[0] == area]
-        print(f"  {area:6} {sum(r == 'KILLED' for r in mine)}/{len(mine)} killed")
+        print(f"  {area:8} {sum(r == 'KILLED' for r in mine)}/{len(mine)} killed")
     print(f"kill rate: {counts['KILLED']}/{len(results)} killed, {counts['SURVIVED']} survived, "
-          f"{counts['STALE']} stale; {len(EQUIVALENT)} known equivalent mutants not run")
-    return 1 if counts["SURVIVED"] or counts["STALE"] else 0
+          f"{counts['STALE']} stale, {counts['BROKEN']} broken; {len(EQUIVALENT)} known equivalent mutants "
+          "not run")
+    return 1 if counts["SURVIVED"] or counts["STALE"] or counts["BROKEN"] else 0
 
 
 if __name__ == "__main__":

@@ -100,15 +100,19 @@ def test_time_series_parts_average_voxels_per_subject_then_subjects(monkeypatch)
 def test_stimulus_parts_take_the_median_and_the_datasets_subjects(monkeypatch):
     seen = []
 
-    def fake(acts, responses, subjects=None, splits=None, numerics="brainscore-2023", progress=False):
-        seen.append((list(subjects), numerics))
+    def fake(acts, responses, subjects=None, ids=None, numerics="brainscore-2023", splits=None,
+             progress=False):
+        seen.append((list(subjects), list(ids), numerics))
         return [ba.Score(0.1 * i, np.zeros(1), np.zeros(4), {"s1": 0.0}, 0.0) for i in range(acts.shape[1])]
     monkeypatch.setattr(ba, "score_layers", fake)
     fake_models(monkeypatch)
-    ds = Dataset("tiny", ["t"] * 30, ["g"] * 30, np.zeros((30, 4), np.float32), np.array(["s1", "s1", "s2", "s2"]))
+    ids = [f"t.{i}" for i in range(30)]                     # Brain-Score's stimulus_id: the fit sorts by it
+    ds = Dataset("tiny", ["t"] * 30, ["g"] * 30, np.zeros((30, 4), np.float32),
+                 np.array(["s1", "s1", "s2", "s2"]), stimulus_ids=np.array(ids))
     ba.run_one(INFO, [ds], ba.Settings(device="cpu"))
     ba.run_one(INFO, [ds], ba.Settings(device="cpu", brainscore=True))
-    assert seen == [(["s1", "s1", "s2", "s2"], "brainscore-2023"), (["s1", "s1", "s2", "s2"], "float64")]
+    subjects = ["s1", "s1", "s2", "s2"]
+    assert seen == [(subjects, ids, "brainscore-2023"), (subjects, ids, "float64")]
 
 
 def test_a_datasets_parts_are_averaged_layer_by_layer_then_one_layer_kept(monkeypatch):
@@ -117,7 +121,8 @@ def test_a_datasets_parts_are_averaged_layer_by_layer_then_one_layer_kept(monkey
     fake_models(monkeypatch)
     results = {3: ([0.1, 0.2, 0.6], 0.02), 4: ([0.9, 0.3, 0.1], 0.04)}      # by number of texts
 
-    def fake_score_layers(acts, responses, subjects=None, splits=None, numerics="brainscore-2023", progress=False):
+    def fake_score_layers(acts, responses, subjects=None, ids=None, numerics="brainscore-2023", splits=None,
+                          progress=False):
         scores, mad = results[int(acts[0, 0, 1])]
         return [ba.Score(v, np.array([v]), np.zeros(2), {"a": v}, mad) for v in scores]
     monkeypatch.setattr(ba, "score_layers", fake_score_layers)

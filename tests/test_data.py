@@ -50,9 +50,10 @@ def write_assembly(path, values, presentation, neuroid, dimension_list=True, fil
     return Path(path)
 
 
-def pereira_file(path, fill=np.nan, drop=()):
+def pereira_file(path, fill=np.nan, drop=(), one_missing=False):
     # 243sentences: passages of 3 and 4; 384sentences: 3 passages of 4 (ids up to .11, so string
-    # order differs from presentation order); subject "C" did only 384sentences.
+    # order differs from presentation order); subject "C" did only 384sentences. one_missing: voxel A.1
+    # lacks one 384sentences response.
     exps = ["243sentences"] * 7 + ["384sentences"] * 12
     nums = list(range(7)) + list(range(12))
     passage = [1, 1, 1, 2, 2, 2, 2] + [1] * 4 + [2] * 4 + [3] * 4
@@ -60,6 +61,8 @@ def pereira_file(path, fill=np.nan, drop=()):
     texts = [f"{e[:3]} sentence {n}." for e, n in zip(exps, nums)]
     values = np.random.default_rng(0).normal(size=(19, 6))
     values[:7, 4:] = fill                                   # C's two voxels: missing in 243sentences
+    if one_missing:
+        values[9, 1] = fill
     pres = {"experiment": exps, "stimulus_num": nums, "sentence": texts, "stimulus": texts,
             "passage_index": passage, "passage_label": label,
             "stimulus_id": [f"{e}.{n}" for e, n in zip(exps, nums)]}
@@ -299,6 +302,11 @@ def test_pereira2018_parts(tmp_path, fill):
     assert p243.groups == ["243-p1"] * 3 + ["243-p2"] * 4
     assert [data.ceiling(p.name) for p in (p243, p384)] == [0.35378928, 0.36343748]
     assert (p384.n_folds, p384.window, p384.n_tr, p384.word_tr, p384.sample_tr) == (0, 0, 0, None, None)
+    # a neuroid missing even one response of an experiment leaves that experiment (dropna's how='any')
+    path, values = pereira_file(tmp_path / "one.nc", fill=fill, one_missing=True)
+    p243, p384 = data.load("Pereira2018", files=[path])
+    assert list(p243.subjects) == ["A", "A", "B", "B"] and list(p384.subjects) == ["A", "B", "B", "C", "C"]
+    np.testing.assert_array_equal(p384.responses, values[7:, [0, 2, 3, 4, 5]].astype(np.float32))
 
 
 def test_pereira2018_from_data_dir_is_verified(tmp_path, monkeypatch):

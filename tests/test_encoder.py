@@ -127,6 +127,54 @@ def test_float64_fit_equals_the_svd_reference_at_the_cutoff(n, p, s):
                                    lstsq_predictions(x[train], y[train], x[test]), atol=1e-6)
 
 
+@pytest.mark.parametrize("n,p", [(120, 20), (40, 200), (60, 60)])
+def test_fast_fit_equals_the_svd_reference_with_more_targets_than_stimuli(n, p):
+    # the speed path (one lstsq on the centred identity) only runs where targets outnumber the training
+    # stimuli: its predictions, means included, against the same reference, singular values straddling
+    # the cutoff as above
+    x = designed(n, p, np.array([1, 0.3, 0.1, 1e-2, 1e-3, 1e-4, 3e-6, 3e-7]), seed=13)
+    y = np.random.default_rng(14).normal(size=(n, n + 5)) + 5.0
+    for train, test in ba.shuffle_splits(n, n_splits=2):
+        np.testing.assert_allclose(ba.fit_predict_fast(x[train], y[train], x[test], "float64"),
+                                   lstsq_predictions(x[train], y[train], x[test]), atol=1e-6)
+
+
+def sklearn15_steps(x_train, y_train, x_test, dtype, cond):
+    """scikit-learn 1.5's LinearRegression().fit(x_train, y_train).predict(x_test), its steps written
+    out (_preprocess_data: y cast to X's dtype, both centred; scipy lstsq; _set_intercept)."""
+    x, y = np.asarray(x_train, dtype), np.asarray(y_train, dtype)
+    mx, my = x.mean(axis=0), y.mean(axis=0)
+    w = scipy.linalg.lstsq(x - mx, y - my, cond=cond)[0]
+    return np.asarray(x_test, dtype) @ w + (my - mx @ w)
+
+
+def test_each_split_is_fit_in_the_string_order_of_the_stimulus_ids():
+    # Brain-Score's fit sees each split sorted by stimulus_id ("s.10" < "s.2": not the stored order). In
+    # float32 with more features than stimuli the row order moves r (measured: by up to 0.08 here), so
+    # only that order matches; with fewer targets than training stimuli it is the exact call, bit for bit
+    # (measured 3e-16). The numerics and the ids must reach the fit from score_layers too.
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    rng = np.random.default_rng(0)
+    n, p = 120, 160
+    x = (rng.normal(size=(n, p)) * rng.uniform(0.1, 3, p) + 5 * rng.normal(size=p)).astype(np.float32)
+    y = x[:, :5] @ rng.normal(size=(5, 20)) * 0.05 + rng.normal(size=(n, 20))
+    ids = np.array([f"s.{i}" for i in range(n)])
+    splits = ba.shuffle_splits(n, n_splits=3)
+    with threadpoolctl.threadpool_limits(1):
+        for numerics, dtype, cond in (("brainscore-2023", np.float32, None), ("float64", np.float64, 1e-6)):
+            expect = []
+            for train, test in splits:
+                train, test = sorted(train, key=ids.__getitem__), sorted(test, key=ids.__getitem__)
+                pred = sklearn15_steps(x[train], y[train], x[test], dtype, cond)
+                expect.append([scipy.stats.pearsonr(pred[:, j], y[test, j])[0] for j in range(y.shape[1])])
+            got = ba.cross_validate(x, y, splits, numerics, ids)
+            np.testing.assert_allclose(got, expect, rtol=0, atol=1e-9)
+            layers = ba.score_layers(x[:, None], y, ids=ids, numerics=numerics, splits=splits)
+            np.testing.assert_allclose(layers[0].per_split, np.median(expect, axis=1), rtol=0, atol=1e-9)
+        stored = ba.cross_validate(x, y, splits, ids=np.arange(n))
+        assert np.abs(stored - ba.cross_validate(x, y, splits, ids=ids)).max() > 1e-3
+
+
 def test_the_2023_fit_runs_in_float32_and_agrees_on_a_well_conditioned_design():
     # where nothing is near the cutoff the two numerics differ by float32 rounding only (measured
     # 7.5e-6 here); the sklearn 1.5 fixtures below pin where they part

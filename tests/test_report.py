@@ -163,6 +163,15 @@ def test_normalisation_clips_each_part_before_averaging():
     got = ba.collect([rec], ba.Settings(brainscore=True))[0]["m"]["Pereira2018"]
     assert got == pytest.approx((1 + 0.1 / 0.36343748) / 2, abs=1e-12)
     assert ba.collect([rec], ba.Settings())[0]["m"]["Pereira2018"] == pytest.approx(0.3, abs=1e-15)
+    # a negative part normalises to 0, not to its negative ratio: (0 + 0.2 / .363) / 2
+    flipped = record("m", "Pereira2018", {P243: [0.0, -0.1], P384: [0.9, 0.2]})
+    got = ba.collect([flipped], ba.Settings(brainscore=True))[0]["m"]["Pereira2018"]
+    assert got == pytest.approx(0.2 / 0.36343748 / 2, abs=1e-12)
+    # behaviour above its ceiling: 0.9 / 0.8 is clipped to 1 (unnormalised, the score itself)
+    behaviour = {"model": "m", "dataset": "Futrell2018", "kind": "behaviour", "score": 0.9, "ceiling": 0.8,
+                 "parts": {}}
+    assert ba.collect([behaviour], ba.Settings(brainscore=True))[0]["m"]["Futrell2018"] == 1.0
+    assert ba.collect([behaviour], ba.Settings())[0]["m"]["Futrell2018"] == 0.9
 
 
 def test_the_average_is_over_the_papers_datasets_only():
