@@ -27,7 +27,7 @@ Seconds per layer (10 splits), one thread, exact -> fast: Pereira 384 43.1 -> 1.
 3.13, 22.3x), Pereira 243 16.4 -> 0.73 (22.5x; float64 22.0x); Blank 4,096 and Fedorenko2016 1.0x (they run
 the direct call). All threads: not measurable on this shared 2-vCPU machine (2 threads up to 3x slower).
 
-Run: python tests/bench_fit.py [--quick] [--alt-python PY] [--out DIR]      (~1 h; --quick ~10 min)
+Run: python tests/bench_fit.py [--quick] [--alt-python PY] [--out DIR]   (~1 h; --quick ~8 min, 1/4 targets)
     PY: python3 -m venv /tmp/alt && /tmp/alt/bin/pip install numpy==1.26.4 scipy==1.11.4 threadpoolctl
 """
 import argparse
