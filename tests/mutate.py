@@ -18,15 +18,17 @@ Results (December 2026, `python tests/mutate.py`, 7.5 minutes on a shared 2-core
 144 killed (100%), none survived, stale or broken. Per area: split 9, fit 7 (row order and numerics
 passed down included), fast 5, pearson 3, agg 8, layer 12, series 14 (Toneva's PCA words, delays),
 ridge 6, futrell 11, table 13, norm 4 (--brainscore), record 13 (keys, validation, CLI settings), data
-20, model 19 (readout, token types, T5 decoder inputs, contexts, cache keys). Fifteen of them survived
-the suite as it was after the redesign and were killed by strengthening it: fit-5..7, fast-1..5 and
-layer-9 (test_encoder: the fast fit against the SVD reference with more targets than stimuli; each
-split fit in the string order of the stimulus ids, against sklearn 1.5's steps written out), layer-10
-(run_one passes the stimulus ids), series-6 and series-8 (test_tr_features_by_hand: a TR without words,
-the default delays by hand), norm-3 and norm-4 (a negative part, behaviour above its ceiling) and
-data-3 (a neuroid missing one response). Four mutants are equivalent and not run (EQUIVALENT below):
-bh_fdr's clip at 1, an attention mask for causal models, the run floor in pca_training_words, and
-"brainscore" in the record key (models.identity already carries it).
+20, model 19 (readout, token types, T5 decoder inputs, contexts, cache keys). Thirteen of them survived
+the tests as they were right after the redesign (60d5402; its scoring, data, run and report test files)
+and were killed by strengthening them: fit-5..7, fast-2..5 and layer-9 (test_encoder: the fast fit
+against the SVD reference with more targets than stimuli; each split fit in the string order of the
+stimulus ids, against sklearn 1.5's steps written out), layer-10 (run_one passes the stimulus ids),
+series-6 and series-8 (test_tr_features_by_hand: a TR without words, the default delays by hand),
+norm-3 and norm-4 (a negative part, behaviour above its ceiling). data-3 was caught only by an error
+message elsewhere;
+test_pereira2018_parts now checks a neuroid missing one response. Four mutants are equivalent and not
+run (EQUIVALENT below): bh_fdr's clip at 1, an attention mask for causal models, the run floor in
+pca_training_words, and "brainscore" in the record key (models.identity already carries it).
 
 Not a mutant here: the fast fit's centring matrix C = I - 11ᵀ/n instead of I (fit_predict_fast) changes
 float32 predictions only at rounding level, as much as BLAS kernels do; tests/bench_fit.py measures it.
