@@ -13,9 +13,12 @@ the datasets, models.py the activations. The defaults are what the authors' code
     python tests/demo.py             # offline: tiny random models, planted responses
 """
 import json
+import multiprocessing
 import os
 import sys
+import threading
 import warnings
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,16 +199,15 @@ def summarize(r, subjects=None):
 # 4. every layer, and the one layer kept
 
 def score_layers(acts, responses, subjects=None, ids=None, numerics="brainscore-2023", splits=None,
-                 progress=False):
+                 progress=False, jobs=0):
     """Score every layer of acts (n_stimuli, n_layers, n_features) -> [Score], one per layer, on
-    Brain-Score's 10 shuffle splits unless given. ids: stimulus ids, see cross_validate."""
+    Brain-Score's 10 shuffle splits unless given. ids: stimulus ids, see cross_validate. jobs: see _map."""
     acts = np.asarray(acts)
     if acts.ndim != 3 or acts.shape[1] == 0:
         raise ValueError(f"acts must be (n_stimuli, n_layers >= 1, n_features), got shape {acts.shape}")
     splits = shuffle_splits(len(acts)) if splits is None else splits
-    return [summarize(cross_validate(acts[:, i], responses, splits, numerics, ids), subjects)
-            for i in _bar(range(acts.shape[1]), progress, "layers")]
-
+    return _map(lambda i: summarize(cross_validate(acts[:, i], responses, splits, numerics, ids), subjects),
+                acts.shape[1], jobs, progress, "layers")
 def best_layer(scores, layer_names, embeddings=False):
     """The one layer kept per model and dataset -> (its index, every layer's score (n_layers,)). scores:
     (n_parts, n_layers), Pereira2018's experiments averaged layer by layer first (each part's own best
@@ -218,11 +220,37 @@ def best_layer(scores, layer_names, embeddings=False):
         raise ValueError(f"no candidate layer with a finite score among {list(layer_names)}")
     return int(np.argmax(np.where(candidate, mean, -np.inf))), mean
 
-def _bar(items, progress, desc):
+def _bar(items, progress, desc, total=None):
     if not progress:
         return items
     from tqdm.auto import tqdm
-    return tqdm(items, desc=desc, leave=False)
+    return tqdm(items, desc=desc, leave=False, total=total)
+
+_TASK, STOP = None, threading.Event()   # what _map's forked workers run (inherited, not pickled); Ctrl-C
+
+def _one(i):
+    from threadpoolctl import threadpool_limits
+    if STOP.is_set():
+        raise KeyboardInterrupt
+    with threadpool_limits(1):          # one BLAS thread, in a worker or here: the same arithmetic
+        return _TASK(i)
+
+def cores(jobs=0):
+    """jobs, or (0) the cores this process may use (Slurm's and taskset's limits included)."""
+    return jobs or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+def _map(task, n, jobs=0, progress=False, desc=""):
+    """[task(i) for i in range(n)], each on one BLAS thread, in `jobs` forked processes (0: every core this
+    process may use): the layers are independent, their data shared with the workers, not copied, and
+    the results identical whatever `jobs`. Where fork is missing (Windows), here, one after another."""
+    global _TASK
+    _TASK, jobs = task, min(cores(jobs), n)
+    if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return [_one(i) for i in _bar(range(n), progress, desc)]
+    with warnings.catch_warnings():     # Python >= 3.12 warns of fork beside threads: the workers run numpy only
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            return list(_bar(pool.map(_one, range(n)), progress, desc, total=n))
 
 
 # -----------------------------------------------------------------------------
@@ -301,31 +329,60 @@ def ridge_cv(x, y, penalties=RIDGE_PENALTIES, n_splits=10):
     """Ridge without intercept, one penalty per target chosen by inner cross-validation -> (weights
     (p, n_targets), chosen penalty (n_targets,)). x (n, p), y (n, n_targets): the z-scored training
     fold. Equals cross_val_ridge(x, y, n_splits, penalties, method='plain') (0f519a0 utils/ridge_tools.py):
-    unshuffled KFold(n_splits); per target the penalty with the least summed (1 - R^2) over the
-    validation blocks (the first on ties); the ridge refitted on all of x with that penalty.
-    Why it is cheap: with x = U S V^T the ridge solution for penalty a is V diag(s / (s^2 + a)) U^T y,
-    so one thin SVD per inner fold serves every penalty and target: penalty a predicts (A * d_a) @ B
-    with A = x_val V and B = U^T y, where Toneva's code inverts a Gram matrix per penalty."""
-    x, y = _as_matrix("x", x).astype(np.float64), _as_matrix("y", y).astype(np.float64)
-    penalties = np.asarray(penalties, dtype=np.float64)
+    unshuffled KFold(n_splits); per target the penalty with the least summed 1 - R^2 = MSE / var over
+    the validation blocks (the first on ties); the ridge refitted on all of x with that penalty.
+    Why it is cheap: Toneva's code solves a (p, p) system and predicts every (n_val, n_targets) block for
+    each penalty. Here, per inner fold with x_train = U S V^T, lam = s^2, A = x_val V, G = A^T A,
+    b = V^T x_train^T y_train, c = V^T x_val^T y_val, penalty a predicts A (g * b), g = 1 / (lam + a), so
+    SSE(a) = |y_val|^2 - 2 g.(b c) + sum_kl g_k g_l G_kl b_k b_l; partial fractions, g_k g_l =
+    (g_k - g_l) / (lam_l - lam_k), turn the last sum into sum_k g_k^2 G_kk b_k^2 + 2 g_k b_k (H b)_k with
+    H_kl = G_kl / (lam_l - lam_k): every penalty's SSE is one (n_pen, 2p) x (2p, n_targets) product.
+    Explicit predictions instead where that could lose digits: (nearly) constant validation blocks
+    (Toneva's R2 through nan_to_num: 0/0 costs 1, x/0 ~1.8e308) and folds with close singular values."""
+    x, y, pen = _as_matrix("x", x).astype(np.float64), np.asarray(y), np.asarray(penalties, dtype=np.float64)
+    if y.ndim != 2 or y.dtype.kind not in "fiub":
+        _as_matrix("y", y)                                                # its error
+    y = y.astype(np.float64, copy=False)                                  # big: no copy; NaN checked below
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x must be (n, p) and y (n, n_targets) with the same n; got {x.shape}, {y.shape}")
-    if penalties.ndim != 1 or penalties.size == 0 or not (penalties > 0).all():
+    if pen.ndim != 1 or pen.size == 0 or not (pen > 0).all():
         raise ValueError(f"penalties must be a non-empty 1-D array of positive values, got {penalties!r}")
-    cost = np.zeros((penalties.size, y.shape[1]))                    # (n_penalties, n_targets)
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        for train, val in inner_folds(x.shape[0], n_splits):
-            u, s, vt = np.linalg.svd(x[train], full_matrices=False)
-            a, b, real = x[val] @ vt.T, u.T @ y[train], y[val]       # (n_val, p), (p, n_targets)
-            var = real.var(axis=0)
-            for i, pen in enumerate(penalties):
-                # 1 - R^2 as ridge_tools.R2, 1 - MSE / var, through nan_to_num: a constant block costs 1
-                # if predicted exactly (0/0), else ~1.8e308 (and ~1.8e308 twice is inf, as in r_cv)
-                mse = (((a * (s / (s ** 2 + pen))) @ b - real) ** 2).mean(axis=0)
-                cost[i] += 1.0 - np.nan_to_num(1.0 - mse / var)
-    best = np.argmin(cost, axis=0)                                   # (n_targets,)
-    u, s, vt = np.linalg.svd(x, full_matrices=False)
-    return vt.T @ (s[:, None] / (s[:, None] ** 2 + penalties[best]) * (u.T @ y)), penalties[best]
+    xa, folds = np.c_[x, np.ones(len(x))], []                  # a column of ones: y's block sums below
+    for _, val in inner_folds(len(x), n_splits):               # the factors of each inner fold, once
+        lo, hi = val[0], val[-1] + 1                            # contiguous blocks: slices, not copies
+        _, s, vt = np.linalg.svd(np.r_[x[:lo], x[hi:]], full_matrices=False)
+        a, lam, eye = x[lo:hi] @ vt.T, s ** 2, np.eye(len(s))                 # (n_val, r), (r,)
+        g, gram = 1 / (lam + pen[:, None]), a.T @ a                           # (n_pen, r), (r, r)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h = gram / (lam - lam[:, None] + eye) * (1 - eye)                 # H, 0 on the diagonal
+        apart = (lam[1:] < (1 - 1e-4) * lam[:-1]).all()                       # partial fractions hold
+        folds.append((lo, hi, vt, a, g, h, np.c_[g * g * np.diag(gram), 2 * g], apart))
+    _, s, vt = np.linalg.svd(x, full_matrices=False)
+    weights, best = np.empty((x.shape[1], y.shape[1])), np.empty(y.shape[1], dtype=int)
+    yy = np.stack([np.einsum("ij,ij->j", y[lo:hi], y[lo:hi]) for lo, hi, *_ in folds])   # |y_val|^2 (K, n_t)
+    for cols in (slice(i, i + 1024) for i in range(0, y.shape[1], 1024)):     # targets that stay in cache
+        xvy = np.stack([xa[lo:hi].T @ y[lo:hi, cols] for lo, hi, *_ in folds])  # (K, p + 1, n_cols)
+        if not np.isfinite(xvy).all():
+            _as_matrix("y", y)                                                # NaN or inf in y: its error
+        xy, cost = xvy.sum(axis=0)[:-1], np.zeros((pen.size, xvy.shape[2]))  # x^T y: the blocks' sum
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            for (lo, hi, vt_k, a, g, h, coef, apart), xvy_k, yy_k in zip(folds, xvy, yy[:, cols]):
+                c = vt_k @ xvy_k[:-1]                                         # (r, n_cols)
+                b = vt_k @ xy - c
+                var = yy_k / (hi - lo) - (xvy_k[-1] / (hi - lo)) ** 2
+                slow = ~(var > 1e-3 * yy_k / (hi - lo)) | ~apart
+                rhs = np.empty((2 * len(b), b.shape[1]))                      # [b^2, b (H b - c)]
+                np.multiply(b, b, out=rhs[:len(b)])
+                np.multiply(b, h @ b - c, out=rhs[len(b):])
+                cost += np.where(slow, 0, (coef @ rhs + yy_k) / ((hi - lo) * var))
+                if slow.any():                                                # Toneva's arithmetic
+                    real = y[lo:hi, cols][:, slow]
+                    for i in range(pen.size):
+                        mse = ((a @ (g[i, :, None] * b[:, slow]) - real) ** 2).mean(axis=0)
+                        cost[i, slow] += 1.0 - np.nan_to_num(1.0 - mse / real.var(axis=0))
+        best[cols] = np.argmin(cost, axis=0)                                  # the first on ties
+        weights[:, cols] = vt.T @ ((vt @ xy) / (s[:, None] ** 2 + pen[best[cols]]))
+    return weights, pen[best]
 
 def cross_validate_time_series(word_features, ds, chunk=20000):
     """r of every target on the test folds stacked (f341823 all_scripts/plot_pearson.py) -> (r (n_targets,),
@@ -428,10 +485,29 @@ class Settings:
     cache_dir: str = str(Path("~/.cache/brainalign").expanduser())
     data_dir: str | None = None
     data_files: tuple = ()          # ((dataset, (path, ...)), ...) read by hand, without the checksum
+    jobs: int = 0                   # processes that score layers; 0: every core this process may use
 
     @property
     def numerics(self):
         return "float64" if self.brainscore else "brainscore-2023"
+
+# CPU seconds to score one layer on one core at the real shapes (4,096 features), from tests/bench_cost.py
+# on a 2-core Xeon (AVX-512, OpenBLAS): what a run projects its duration from, and the README's estimate
+LAYER_SECONDS = {"Pereira2018": 2.6, "Blank2014": 0.3, "Wehbe2014": 12.0, "Fedorenko2016": 0.2}
+
+def layer_seconds(info, dataset):
+    """Projected CPU seconds to score a model's layers (embeddings included) on a dataset; 0 if unknown."""
+    return LAYER_SECONDS.get(dataset, 0.0) * (info.n_layers + 1 if getattr(info, "n_layers", 0) else 0)
+
+def projection(cost, jobs):
+    """Print the projected scoring time of the jobs to compute ({job: CPU seconds}) -> a progress bar
+    over it (wall seconds on the cores used), whose ETA adapts to the measured pace."""
+    from tqdm.auto import tqdm
+    total, n = sum(cost.values()), cores(jobs)
+    if cost:
+        print(f"to compute: {len(cost)} (model, dataset) pairs; scoring projected at {total / 3600:.2g} CPU-hours, "
+              f"~{total / 3600 / n:.2g} h on {n} cores, plus the models' passes", file=sys.stderr, flush=True)
+    return tqdm(total=total / n or None, desc="projected", unit="s", disable=not cost, leave=False)
 
 def _hash(obj):
     import hashlib
@@ -477,26 +553,37 @@ def read_record(path, key, model, dataset):
 def run_one(info, parts, settings):
     """Score one model on one dataset's parts (data.Dataset, or one data.ReadingTimes) -> the
     record's results: every layer's score per part, the layer kept and its score."""
+    return _scored(info, parts, _activations(info, parts, settings), settings)
+
+def _activations(info, parts, settings):
+    """The model's side of run_one, on the GPU: {part: activations}, or the surprisal of the words."""
     import data
     import models
     source = info.name if info.name in models.MODELS else info.hub_id     # registry key, path or hub id
     options = {"device": settings.device, "dtype": settings.dtype, "batch_size": settings.batch_size,
-               "cache_dir": settings.cache_dir}
+               "cache_dir": settings.cache_dir, "brainscore": settings.brainscore}
+    if isinstance(parts[0], data.ReadingTimes):
+        return models.surprisal(source, parts[0].words, **{k: v for k, v in options.items() if k != "brainscore"})
+    return {ds.name: models.extract_words(source, ds.texts, window=ds.window, **options) if ds.word_tr is not None
+            else models.extract(source, ds.texts, ds.groups, **options) for ds in parts}
+
+def _scored(info, parts, acts, settings):
+    """The scoring side of run_one, on the CPU cores (settings.jobs)."""
+    import data
+    import models
     if isinstance(parts[0], data.ReadingTimes):                            # behaviour: no layers, no fit
-        return {"kind": "behaviour", "parts": {},
-                **behaviour_score(models.surprisal(source, parts[0].words, **options), parts[0])}
+        return {"kind": "behaviour", "parts": {}, **behaviour_score(acts, parts[0])}
+    source = info.name if info.name in models.MODELS else info.hub_id
     names, results = models.layer_names(source, brainscore=settings.brainscore), {}
     for ds in parts:
+        a = acts[ds.name]
         if ds.word_tr is not None:              # a time series (Wehbe2014): Toneva & Wehbe's pipeline
-            acts = models.extract_words(source, ds.texts, window=ds.window, brainscore=settings.brainscore,
-                                        **options)
-            per_layer = [summarize_time_series(*cross_validate_time_series(acts[:, i], ds), ds.subjects)
-                         for i in _bar(range(acts.shape[1]), True, "layers")]
+            per_layer = _map(lambda i: summarize_time_series(*cross_validate_time_series(a[:, i], ds),
+                                                             ds.subjects), a.shape[1], settings.jobs, True, "layers")
         else:
-            acts = models.extract(source, ds.texts, ds.groups, brainscore=settings.brainscore, **options)
-            per_layer = score_layers(acts, ds.responses, ds.subjects, ds.stimulus_ids, settings.numerics,
-                                     progress=True)
-        names = names[:acts.shape[1]]            # T5's word features: its encoder's layers only
+            per_layer = score_layers(a, ds.responses, ds.subjects, ds.stimulus_ids, settings.numerics,
+                                     progress=True, jobs=settings.jobs)
+        names = names[:a.shape[1]]               # T5's word features: its encoder's layers only
         results[ds.name] = {"layers": [s.score for s in per_layer], "mad": [s.mad for s in per_layer],
                             "per_subject": [s.per_subject for s in per_layer]}
     best, mean = best_layer([p["layers"] for p in results.values()], names, embeddings=settings.brainscore)
@@ -531,16 +618,31 @@ def run(infos, datasets, settings, out, loaded=None):
             errors[d] = err
     if errors:
         raise data.DownloadError("\n\n".join(f"{d}: {errors[d]}" for d in datasets if d in errors))
-    for info in infos:
-        for d in datasets:
-            (path, key, produced), rec = places[info.name, d], records[info.name, d]
-            if rec is None:
-                rec = records[info.name, d] = {"model": info.name, "dataset": d, "key": key,
-                                               "pipeline": PIPELINE_VERSION, "produced": produced,
-                                               **run_one(info, loaded[d], settings)}
-                data.write_atomic(path, json.dumps(rec, indent=1))
-            layer = f", layer {rec['layer_names'][rec['best_layer']]}" if rec["parts"] else ""
-            print(f"{info.name} | {d}: {rec['score']:.4f}{layer}", flush=True)
+    infos_by, todo = {i.name: i for i in infos}, [j for j, rec in records.items() if rec is None]
+    cost = {j: layer_seconds(infos_by[j[0]], j[1]) for j in todo}              # CPU seconds, projected
+    eta = projection(cost, settings.jobs)
+    STOP.clear()
+    with ThreadPoolExecutor(1) as scorer:      # job k is scored on the CPU cores while the GPU runs job k + 1
+        try:
+            pending = None
+            for job in todo + [None]:
+                started = job and (job, scorer.submit(_scored, infos_by[job[0]], loaded[job[1]], _activations(
+                    infos_by[job[0]], loaded[job[1]], settings), settings))
+                if pending:                    # the previous job: its scores -> its record, written
+                    (path, key, produced), done = places[pending[0]], pending[1].result()
+                    records[pending[0]] = {"model": pending[0][0], "dataset": pending[0][1], "key": key,
+                                           "pipeline": PIPELINE_VERSION, "produced": produced, **done}
+                    data.write_atomic(path, json.dumps(records[pending[0]], indent=1))
+                    eta.update(cost[pending[0]] / cores(settings.jobs))
+                pending = started
+        except BaseException:
+            STOP.set()                         # the scorer stops at its next layer
+            raise
+        finally:
+            eta.close()
+    for (m, d), rec in records.items():
+        layer = f", layer {rec['layer_names'][rec['best_layer']]}" if rec["parts"] else ""
+        print(f"{m} | {d}: {rec['score']:.4f}{layer}", flush=True)
     records, info = list(records.values()), {i.name: i for i in infos}
     synthetic = any(rec["produced"]["data"]["checksum"] == "synthetic" for rec in records)
     scores, layers = collect(records, settings)

@@ -101,8 +101,8 @@ def test_stimulus_parts_take_the_median_and_the_datasets_subjects(monkeypatch):
     seen = []
 
     def fake(acts, responses, subjects=None, ids=None, numerics="brainscore-2023", splits=None,
-             progress=False):
-        seen.append((list(subjects), list(ids), numerics))
+             progress=False, jobs=0):
+        seen.append((list(subjects), list(ids), numerics, jobs))
         return [ba.Score(0.1 * i, np.zeros(1), np.zeros(4), {"s1": 0.0}, 0.0) for i in range(acts.shape[1])]
     monkeypatch.setattr(ba, "score_layers", fake)
     fake_models(monkeypatch)
@@ -110,9 +110,9 @@ def test_stimulus_parts_take_the_median_and_the_datasets_subjects(monkeypatch):
     ds = Dataset("tiny", ["t"] * 30, ["g"] * 30, np.zeros((30, 4), np.float32),
                  np.array(["s1", "s1", "s2", "s2"]), stimulus_ids=np.array(ids))
     ba.run_one(INFO, [ds], ba.Settings(device="cpu"))
-    ba.run_one(INFO, [ds], ba.Settings(device="cpu", brainscore=True))
+    ba.run_one(INFO, [ds], ba.Settings(device="cpu", brainscore=True, jobs=3))
     subjects = ["s1", "s1", "s2", "s2"]
-    assert seen == [(subjects, ids, "brainscore-2023"), (subjects, ids, "float64")]
+    assert seen == [(subjects, ids, "brainscore-2023", 0), (subjects, ids, "float64", 3)]
 
 
 def test_a_datasets_parts_are_averaged_layer_by_layer_then_one_layer_kept(monkeypatch):
@@ -122,7 +122,7 @@ def test_a_datasets_parts_are_averaged_layer_by_layer_then_one_layer_kept(monkey
     results = {3: ([0.1, 0.2, 0.6], 0.02), 4: ([0.9, 0.3, 0.1], 0.04)}      # by number of texts
 
     def fake_score_layers(acts, responses, subjects=None, ids=None, numerics="brainscore-2023", splits=None,
-                          progress=False):
+                          progress=False, jobs=0):
         scores, mad = results[int(acts[0, 0, 1])]
         return [ba.Score(v, np.array([v]), np.zeros(2), {"a": v}, mad) for v in scores]
     monkeypatch.setattr(ba, "score_layers", fake_score_layers)

@@ -117,7 +117,7 @@ def test_missing_data_names_every_dataset_and_out_of_memory_says_what_to_do(tmp_
     monkeypatch.setattr(data, "load", lambda *a, **k: [])
     monkeypatch.setattr(data, "fingerprint", lambda *a, **k: {"checksum": "verified"})
     oom = RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-    monkeypatch.setattr(ba, "run_one", lambda *a, **k: (_ for _ in ()).throw(oom))
+    monkeypatch.setattr(ba, "_activations", lambda *a, **k: (_ for _ in ()).throw(oom))
     fails(args, "--dtype bfloat16, a smaller --batch-size", capsys)
 
 

@@ -199,22 +199,25 @@ def test_every_dataset_that_cannot_be_had_is_named_before_any_model_runs(tmp_pat
 
 
 def test_a_killed_run_resumes_without_recomputing(tmp_path, fake_models, monkeypatch):
-    real, done = ba.run_one, []
+    # job k is scored while job k + 1 is extracted: a kill during the third extraction has written the
+    # first record and loses the second, whose scoring was under way
+    real, done = ba._activations, []
 
-    def killed_after_one(*args):
-        if done:
+    def killed_at_the_third(*args):
+        if len(done) == 2:
             raise KeyboardInterrupt
         done.append(1)
         return real(*args)
-    infos = [info("m"), info("m-tuned", base="m")]
+    infos = [info("m"), info("m-tuned", base="m"), info("n")]
     with monkeypatch.context() as patch:
-        patch.setattr(ba, "run_one", killed_after_one)
+        patch.setattr(ba, "_activations", killed_at_the_third)
         with pytest.raises(KeyboardInterrupt):
             go(tmp_path, infos=infos)
     assert len(record_files(tmp_path)) == 1 and not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+    assert fake_models.calls == ["hub/m", "hub/m-tuned"]
     tables = go(tmp_path, infos=infos)
-    assert fake_models.calls == ["hub/m", "hub/m-tuned"]          # the first was not recomputed
+    assert fake_models.calls == ["hub/m", "hub/m-tuned", "hub/m-tuned", "hub/n"]   # m was not recomputed
     assert list(tables.values())[1][0]["tuned"] == "m-tuned"
 
 
