@@ -1,21 +1,25 @@
-"""
-brainalign: how well a language model's layers linearly predict human brain responses to the same
+"""brainalign: how well a language model's layers linearly predict human brain responses to the same
 text (brain alignment), and the instruction-tuning comparison of Aw et al. (COLM 2024).
 
-Sections 1-4 are the whole method, numpy and scipy only, to copy alone: Brain-Score's splits ->
-least-squares fit -> Pearson r per target -> median over targets, mean over splits -> every layer ->
-the best layer. Then the paper's Wehbe2014 (Toneva & Wehbe's ridge) and Futrell2018 (surprisal)
-pipelines, one (model, dataset) scored and cached, tables, figures, the command line. data.py loads
-the datasets, models.py the activations. The defaults are what the authors' code computed;
+Sections 1-4 are the whole method, numpy and scipy only (threadpoolctl for the cores), to copy alone:
+Brain-Score's splits -> least-squares fit -> Pearson r per target -> median over targets, mean over splits
+-> every layer -> the best layer. Then the paper's Wehbe2014 (Toneva & Wehbe's ridge) and Futrell2018
+(surprisal) pipelines, one (model, dataset) scored and cached, tables, the figure, the command line.
+data.py loads the datasets, models.py the activations. The defaults are what the authors' code computed;
 --brainscore gives Brain-Score 2.3.0's semantics. Left out: xarray, sklearn, ROI masks.
 
     python brainalign.py --all       # the paper's 25 models; rerunning it over a full cache = the report
     python tests/demo.py             # offline: tiny random models, planted responses
 """
+import argparse
+import csv
+import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import warnings
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -24,20 +28,21 @@ from pathlib import Path
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse.linalg
+import scipy.stats
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+import data      # numpy and h5py only; models.py (torch) is imported where a model runs
 
 # -----------------------------------------------------------------------------
 # 1. cross-validation splits: lists of (train, test) index arrays
-
 def shuffle_splits(n, n_splits=10, train_size=0.9, seed=1):
     """Brain-Score's splits: sklearn ShuffleSplit(n_splits, train_size, random_state=seed), index for
     index. One RandomState draws a fresh permutation per split; the test set is its head."""
-    n_train = int(np.floor(train_size * n))
-    rng = np.random.RandomState(seed)
-    splits = []
-    for _ in range(n_splits):
-        perm = rng.permutation(n)
-        splits.append((perm[n - n_train:], perm[:n - n_train]))
-    return check_splits(splits, n)
+    n_train, rng = int(np.floor(train_size * n)), np.random.RandomState(seed)
+    perms = [rng.permutation(n) for _ in range(n_splits)]
+    return check_splits([(perm[n - n_train:], perm[:n - n_train]) for perm in perms], n)
 
 def kfold_splits(n, n_folds, gap=0):
     """Contiguous folds (n // n_folds samples each, the last takes the rest), `gap` samples dropped at
@@ -84,7 +89,6 @@ def check_splits(splits, n):
 
 # -----------------------------------------------------------------------------
 # 2. the fit: ordinary least squares with intercept, minimum norm (sklearn LinearRegression)
-
 NUMERICS = {  # -> (dtype of the fit, relative singular-value cutoff of scipy.linalg.lstsq)
     # the paper: Brain-Score 2023 passed float32 activations to sklearn <= 1.5 LinearRegression, which cast
     # y to X's dtype, centred in float32 and called lstsq(cond=None): cutoff float32 eps (brain-score/language
@@ -107,11 +111,10 @@ def fit_predict(x_train, y_train, x_test, numerics="brainscore-2023"):
 def fit_predict_fast(x_train, y_train, x_test, numerics="brainscore-2023"):
     """fit_predict's predictions up to rounding, with one lstsq on the centred identity C = I - mean(I)
     (n_train x n_train) instead of one on every target: 20-40x faster where targets outnumber training
-    stimuli (tests/bench_fit.py). lstsq (LAPACK gelsd) factorises only A = x_train - mean (the
-    singular values and rank decision s > cond * s_max); the right-hand side just passes through the
-    factors, so lstsq(A, C) = A+ C, and C Yc = Yc for centred targets: (x_test - mean) A+ C Yc is the
-    direct call's prediction, the same directions kept. C rather than I cancels the centring
-    direction (a float32 rounding-level singular value gelsd keeps) as the direct call does (README)."""
+    stimuli (tests/bench_fit.py). lstsq (gelsd) factorises only A = x_train - mean (singular values, rank
+    s > cond * s_max); the right-hand side passes through the factors: lstsq(A, C) = A+ C, C Yc = Yc, so
+    (x_test - mean) A+ C Yc is the direct call's prediction. C, not I, cancels the centring direction (a
+    float32 rounding-level singular value gelsd keeps) as the direct call does (README)."""
     dtype, cond = NUMERICS[numerics]
     x, y = np.asarray(x_train, dtype), np.asarray(y_train, dtype)
     if y.shape[1] <= len(x):
@@ -123,7 +126,6 @@ def fit_predict_fast(x_train, y_train, x_test, numerics="brainscore-2023"):
 
 # -----------------------------------------------------------------------------
 # 3. Pearson r per target and Brain-Score's aggregation
-
 def pearson(a, b):
     """Pearson r between matching columns of a and b, both (n, n_targets) -> (n_targets,), in float64.
     A column constant on either side, up to rounding (its centred norm <= sqrt(n) * n * eps * max|x|:
@@ -133,8 +135,7 @@ def pearson(a, b):
     ac, bc = a - a.mean(axis=0), b - b.mean(axis=0)
     norm_a, norm_b = np.sqrt((ac * ac).sum(axis=0)), np.sqrt((bc * bc).sum(axis=0))
     bound = len(a) ** 1.5 * np.finfo(np.float64).eps                 # sqrt(n) * n * eps, times max|x|
-    ok = (norm_a > bound * np.abs(a).max(axis=0, initial=0)) & (norm_b > bound * np.abs(b).max(axis=0,
-                                                                                               initial=0))
+    ok = (norm_a > bound * abs(a).max(axis=0, initial=0)) & (norm_b > bound * abs(b).max(axis=0, initial=0))
     if not ok.all():
         warnings.warn(f"{(~ok).sum()} constant column(s) have no Pearson r; scored as 0")
     return np.where(ok, (ac * bc).sum(axis=0) / np.where(ok, norm_a * norm_b, 1.0), 0.0)
@@ -197,7 +198,6 @@ def summarize(r, subjects=None):
 
 # -----------------------------------------------------------------------------
 # 4. every layer, and the one layer kept
-
 def score_layers(acts, responses, subjects=None, ids=None, numerics="brainscore-2023", splits=None,
                  progress=False, jobs=0):
     """Score every layer of acts (n_stimuli, n_layers, n_features) -> [Score], one per layer, on
@@ -208,6 +208,7 @@ def score_layers(acts, responses, subjects=None, ids=None, numerics="brainscore-
     splits = shuffle_splits(len(acts)) if splits is None else splits
     return _map(lambda i: summarize(cross_validate(acts[:, i], responses, splits, numerics, ids), subjects),
                 acts.shape[1], jobs, progress, "layers")
+
 def best_layer(scores, layer_names, embeddings=False):
     """The one layer kept per model and dataset -> (its index, every layer's score (n_layers,)). scores:
     (n_parts, n_layers), Pereira2018's experiments averaged layer by layer first (each part's own best
@@ -220,17 +221,10 @@ def best_layer(scores, layer_names, embeddings=False):
         raise ValueError(f"no candidate layer with a finite score among {list(layer_names)}")
     return int(np.argmax(np.where(candidate, mean, -np.inf))), mean
 
-def _bar(items, progress, desc, total=None):
-    if not progress:
-        return items
-    from tqdm.auto import tqdm
-    return tqdm(items, desc=desc, leave=False, total=total)
-
 _TASK, STOP = None, threading.Event()   # what _map's forked workers run (inherited, not pickled); Ctrl-C
 
 def _one(i):
-    from threadpoolctl import threadpool_limits
-    if STOP.is_set():
+    if STOP.is_set() and threading.current_thread() is not threading.main_thread():   # run()'s scorer
         raise KeyboardInterrupt
     with threadpool_limits(1):          # one BLAS thread, in a worker or here: the same arithmetic
         return _TASK(i)
@@ -240,48 +234,44 @@ def cores(jobs=0):
     return jobs or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 def _map(task, n, jobs=0, progress=False, desc=""):
-    """[task(i) for i in range(n)], each on one BLAS thread, in `jobs` forked processes (0: every core this
-    process may use): the layers are independent, their data shared with the workers, not copied, and
-    the results identical whatever `jobs`. Where fork is missing (Windows), here, one after another."""
+    """[task(i) for i in range(n)], each on one BLAS thread, in `jobs` forked processes (0: cores()) that
+    share the data, not copy it: the same results whatever `jobs`. Without fork (Windows): here, in turn."""
     global _TASK
     _TASK, jobs = task, min(cores(jobs), n)
     if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return [_one(i) for i in _bar(range(n), progress, desc)]
-    with warnings.catch_warnings():     # Python >= 3.12 warns of fork beside threads: the workers run numpy only
+        return [_one(i) for i in tqdm(range(n), desc, disable=not progress, leave=False)]
+    with warnings.catch_warnings():     # Python >= 3.12 warns of fork beside threads; workers run numpy
         warnings.simplefilter("ignore", DeprecationWarning)
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-            return list(_bar(pool.map(_one, range(n)), progress, desc, total=n))
+            return list(tqdm(pool.map(_one, range(n)), desc, n, disable=not progress, leave=False))
 
 
 # -----------------------------------------------------------------------------
-# 5. the paper's Wehbe2014 pipeline: Toneva & Wehbe's word features -> TR features -> per-voxel ridge
-# (github mtoneva/brain_language_nlp 0f519a0 utils/utils.py, utils/ridge_tools.py, as Aw & Toneva
-# reuse it in awwkl/brain_language_summarization f341823)
-
+# 5. the paper's Wehbe2014 pipeline: word features -> TR features -> per-voxel ridge, Toneva & Wehbe's code
+# (mtoneva/brain_language_nlp 0f519a0 utils/utils.py, ridge_tools.py) as Aw & Toneva reuse it (f341823)
 RIDGE_PENALTIES = 10.0 ** np.arange(-6, 10)      # cross_val_ridge's lambdas, 1e-6 .. 1e9
 
 def zscore(x):
     """(x - mean) / std of every column (axis 0), in float64; a constant column becomes 0, not NaN."""
-    x = np.asarray(x, dtype=np.float64)
-    sd = x.std(axis=0)
-    return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    xc = np.asarray(x, dtype=np.float64) - np.mean(x, axis=0, dtype=np.float64)   # x.std's own steps, once
+    sd = np.sqrt((xc * xc).mean(axis=0))
+    xc /= np.where(sd > 0, sd, 1.0)
+    return xc
 
 def top_components(x, k):
-    """PCA as sklearn PCA(k).fit(x) -> (mean (p,), components (k, p)); large inputs by ARPACK (a few
-    dozen matrix-vector products instead of the full SVD of a 3,700 x 4,096 matrix)."""
-    mean = x.mean(axis=0)
-    xc = x - mean
+    """PCA as Toneva's PCA(k, svd_solver='full').fit(x) (0f519a0 utils/utils.py) -> (mean (p,), components
+    (k, p)): the same exact components, large inputs by ARPACK (dozens of products, not a full SVD)."""
+    xc = x - (mean := x.mean(axis=0))
     if min(xc.shape) <= 500:
         return mean, np.linalg.svd(xc, full_matrices=False)[2][:k]
-    from scipy.sparse.linalg import svds
-    _, s, vt = svds(xc, k=k, v0=np.ones(min(xc.shape)), random_state=0)
+    _, s, vt = scipy.sparse.linalg.svds(xc, k=k, v0=np.ones(min(xc.shape)), random_state=0)
     return mean, vt[np.argsort(s)[::-1]]
 
 def pca_training_words(ds, train):
     """The words whose features fit the fold's PCA, as Toneva & Wehbe's TR_to_word_CV_ind (0f519a0
-    utils/utils.py; get_nlp_features_fixed_length fits PCA(10) on them), quirks kept. Their layout:
-    each run trimmed by 20 TRs at its start and 15 at its end. ds: a time-series data.Dataset; train:
-    the fold's training samples (kfold_splits) -> word indices."""
+    utils/utils.py; get_nlp_features_fixed_length fits PCA(10) on them), quirks kept; their layout trims
+    each run by 20 TRs at its start, 15 at its end. ds: a time-series data.Dataset; train: the fold's
+    training samples (kfold_splits) -> word indices."""
     n = len(ds.sample_tr)
     fold = np.minimum(np.arange(n) // (n // ds.n_folds), ds.n_folds - 1)   # CV_ind(n, n_folds)
     tr_train = np.isin(fold, fold[train])       # their `ind != ind_num`: the gap TRs (dropped after) train
@@ -299,15 +289,16 @@ def pca_training_words(ds, train):
 
 def tr_features(word_features, ds, train, n_components=10, delays=(1, 2, 3, 4)):
     """Features (n_samples, n_components * len(delays)) of the kept TRs for one fold, from word_features
-    (n_words, n_features): PCA fitted on pca_training_words, each TR's words averaged (none: 0), the
-    previous 1-4 TRs concatenated (the haemodynamic delay), z-scored within each run."""
+    (n_words, n_features): PCA fitted on pca_training_words, each TR's words averaged, the previous 1-4
+    TRs concatenated (the haemodynamic delay), z-scored within each run (0f519a0 prepare_fmri_features)."""
     words = np.arange(ds.first_word, len(ds.texts))
     tr_of = ds.word_tr[words]
     mean, comps = top_components(np.float64(word_features[pca_training_words(ds, train)]), n_components)
     z = (word_features[words] - mean) @ comps.T                      # (n_words, k)
     per_tr = np.zeros((ds.n_tr, z.shape[1]))
     np.add.at(per_tr, tr_of, z)
-    per_tr /= np.maximum(np.bincount(tr_of, minlength=ds.n_tr), 1)[:, None]
+    with np.errstate(invalid="ignore"):         # a TR without words: 0 / 0 = NaN, as their np.mean of none
+        per_tr /= np.bincount(tr_of, minlength=ds.n_tr)[:, None]
     delayed = np.zeros((ds.n_tr, z.shape[1] * len(delays)))         # row t holds TRs t-1 .. t-4
     for j, d in enumerate(delays):
         delayed[d:, j * z.shape[1]:(j + 1) * z.shape[1]] = per_tr[:-d]
@@ -315,7 +306,7 @@ def tr_features(word_features, ds, train, n_components=10, delays=(1, 2, 3, 4)):
     run = np.cumsum(np.diff(ds.sample_tr, prepend=ds.sample_tr[0]) != 1)   # runs: blocks of consecutive TRs
     for r in np.unique(run):
         kept[run == r] = zscore(kept[run == r])
-    return kept
+    return np.nan_to_num(kept)      # their quirk: a column whose run has an empty TR in a window is NaN -> 0
 
 def inner_folds(n, n_splits=10):
     """sklearn KFold(n_splits), unshuffled: contiguous blocks, the first n % n_splits one longer."""
@@ -339,10 +330,8 @@ def ridge_cv(x, y, penalties=RIDGE_PENALTIES, n_splits=10):
     H_kl = G_kl / (lam_l - lam_k): every penalty's SSE is one (n_pen, 2p) x (2p, n_targets) product.
     Explicit predictions instead where that could lose digits: (nearly) constant validation blocks
     (Toneva's R2 through nan_to_num: 0/0 costs 1, x/0 ~1.8e308) and folds with close singular values."""
-    x, y, pen = _as_matrix("x", x).astype(np.float64), np.asarray(y), np.asarray(penalties, dtype=np.float64)
-    if y.ndim != 2 or y.dtype.kind not in "fiub":
-        _as_matrix("y", y)                                                # its error
-    y = y.astype(np.float64, copy=False)                                  # big: no copy; NaN checked below
+    x, y = _as_matrix("x", x).astype(np.float64), _as_matrix("y", y).astype(np.float64, copy=False)
+    pen = np.asarray(penalties, dtype=np.float64)
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x must be (n, p) and y (n, n_targets) with the same n; got {x.shape}, {y.shape}")
     if pen.ndim != 1 or pen.size == 0 or not (pen > 0).all():
@@ -362,8 +351,6 @@ def ridge_cv(x, y, penalties=RIDGE_PENALTIES, n_splits=10):
     yy = np.stack([np.einsum("ij,ij->j", y[lo:hi], y[lo:hi]) for lo, hi, *_ in folds])   # |y_val|^2 (K, n_t)
     for cols in (slice(i, i + 1024) for i in range(0, y.shape[1], 1024)):     # targets that stay in cache
         xvy = np.stack([xa[lo:hi].T @ y[lo:hi, cols] for lo, hi, *_ in folds])  # (K, p + 1, n_cols)
-        if not np.isfinite(xvy).all():
-            _as_matrix("y", y)                                                # NaN or inf in y: its error
         xy, cost = xvy.sum(axis=0)[:-1], np.zeros((pen.size, xvy.shape[2]))  # x^T y: the blocks' sum
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             for (lo, hi, vt_k, a, g, h, coef, apart), xvy_k, yy_k in zip(folds, xvy, yy[:, cols]):
@@ -384,11 +371,11 @@ def ridge_cv(x, y, penalties=RIDGE_PENALTIES, n_splits=10):
         weights[:, cols] = vt.T @ ((vt @ xy) / (s[:, None] ** 2 + pen[best[cols]]))
     return weights, pen[best]
 
-def cross_validate_time_series(word_features, ds, chunk=20000):
+def cross_validate_time_series(word_features, ds, chunk=2048):
     """r of every target on the test folds stacked (f341823 all_scripts/plot_pearson.py) -> (r (n_targets,),
-    per fold (n_folds, n_targets)). Per fold as run_class_time_CV_fmri_crossval_ridge (0f519a0 utils/
-    utils.py): TR features; train and test features and responses z-scored apart (the test fold on its own
-    statistics: Toneva's choice); ridge_cv. Targets go `chunk` at a time."""
+    per fold (n_folds, n_targets)). Per fold as 0f519a0 utils/utils.py run_class_time_CV_fmri_crossval_ridge:
+    TR features; train and test z-scored apart (the test fold on its own statistics); ridge_cv; `chunk`
+    targets at a time (blocks that stay in cache)."""
     splits = kfold_splits(ds.responses.shape[0], ds.n_folds, ds.gap)
     y = ds.responses                                                  # (n_samples, n_targets) float32
     feats = [tr_features(word_features, ds, train) for train, _ in splits]   # (n_samples, 40) each
@@ -416,10 +403,9 @@ def summarize_time_series(r, per_fold, subjects):
 # -----------------------------------------------------------------------------
 # 6. the paper's Futrell2018 (behaviour): surprisal against self-paced reading times, no fit
 # (Brain-Score's Futrell2018-pearsonr: brain-score/language 1041be4 benchmarks/futrell2018/benchmark.py)
-
 def mean_reader(times):
     """Mean over subjects of times (n_words, n_subjects) -> (n_words,), skipping NaN (not read) as
-    xarray's mean does. A word nobody read is an error."""
+    xarray's mean does; a word nobody read is an error."""
     read = ~np.isnan(np.asarray(times, dtype=np.float64))
     if not read.any(axis=1).all():
         raise ValueError(f"{int((~read.any(axis=1)).sum())} words (the first is word "
@@ -468,11 +454,9 @@ def behaviour_score(surprisal, rt):
 
 
 # -----------------------------------------------------------------------------
-# 7. one (model, dataset): activations (cached by models.py) -> every layer scored -> one record, kept
-# as JSON under a key of everything that produced it. The key needs no data and no model, so a
-# rerun over a complete cache renders the report without loading either.
-
-PIPELINE_VERSION = 3      # bump when the scoring semantics change: older records are then recomputed
+# 7. one (model, dataset): activations (cached by models.py) -> every layer scored -> one JSON record under
+# a key of all that produced it, which needs no data and no model: a full cache renders the report alone.
+PIPELINE_VERSION = 4      # bump when the scoring semantics change: older records are then recomputed
 PAPER_DATASETS = ("Pereira2018", "Blank2014", "Wehbe2014")      # the paper's Average is their mean
 
 @dataclass(frozen=True)
@@ -486,52 +470,43 @@ class Settings:
     data_dir: str | None = None
     data_files: tuple = ()          # ((dataset, (path, ...)), ...) read by hand, without the checksum
     jobs: int = 0                   # processes that score layers; 0: every core this process may use
-
-    @property
-    def numerics(self):
-        return "float64" if self.brainscore else "brainscore-2023"
+    numerics = property(lambda self: "float64" if self.brainscore else "brainscore-2023")   # NUMERICS' key
 
 # CPU seconds to score one layer on one core at the real shapes (4,096 features), from tests/bench_cost.py
 # on a 2-core Xeon (AVX-512, OpenBLAS): what a run projects its duration from, and the README's estimate
-LAYER_SECONDS = {"Pereira2018": 2.6, "Blank2014": 0.3, "Wehbe2014": 12.0, "Fedorenko2016": 0.2}
+LAYER_SECONDS = {"Pereira2018": 2.5, "Blank2014": 7.5, "Wehbe2014": 42.0, "Fedorenko2016": 1.0}
 
-def layer_seconds(info, dataset):
-    """Projected CPU seconds to score a model's layers (embeddings included) on a dataset; 0 if unknown."""
-    return LAYER_SECONDS.get(dataset, 0.0) * (info.n_layers + 1 if getattr(info, "n_layers", 0) else 0)
-
-def projection(cost, jobs):
-    """Print the projected scoring time of the jobs to compute ({job: CPU seconds}) -> a progress bar
-    over it (wall seconds on the cores used), whose ETA adapts to the measured pace."""
-    from tqdm.auto import tqdm
-    total, n = sum(cost.values()), cores(jobs)
+def projection(todo, info, jobs):
+    """Print the projected scoring time of the (model, dataset) jobs (registry layer counts; unknown: 0) ->
+    ({job: wall seconds on the cores used}, a progress bar over them whose ETA follows the real pace)."""
+    n, layers = cores(jobs), {m: getattr(i, "n_layers", 0) and i.n_layers + 1 for m, i in info.items()}
+    cost = {j: LAYER_SECONDS.get(j[1], 0.0) * layers[j[0]] / n for j in todo}
+    total = sum(cost.values()) * n
     if cost:
-        print(f"to compute: {len(cost)} (model, dataset) pairs; scoring projected at {total / 3600:.2g} CPU-hours, "
-              f"~{total / 3600 / n:.2g} h on {n} cores, plus the models' passes", file=sys.stderr, flush=True)
-    return tqdm(total=total / n or None, desc="projected", unit="s", disable=not cost, leave=False)
+        print(f"to compute: {len(cost)} (model, dataset) pairs; scoring projected at {total / 3600:.2g} "
+              f"CPU-hours, ~{total / 3600 / n:.2g} h on {n} cores, plus the models' passes",
+              file=sys.stderr, flush=True)
+    return cost, tqdm(total=total / n or None, desc="projected", unit="s", disable=not cost, leave=False)
 
 def _hash(obj):
-    import hashlib
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 def record_place(info, dataset, settings, parts=None):
-    """Where the record of info (a models.ModelInfo) on `dataset` lives -> (path, key, what produced it):
-    data.fingerprint (parts in memory: a hash of them), models.identity, --brainscore, the pipeline."""
-    import data
+    """-> (path, key, what produced it) of info's record on dataset: the key hashes data.fingerprint (parts
+    in memory: a hash of them), models.identity, --brainscore and the pipeline."""
     import models
     if parts is None:
-        data_id = data.fingerprint(dataset, settings.data_dir, files=dict(settings.data_files).get(dataset))
+        src = data.fingerprint(dataset, settings.data_dir, files=dict(settings.data_files).get(dataset))
     else:
-        data_id = {"checksum": parts[0].checksum, "contents": _hash(repr([vars(p) for p in parts]))}
-    produced = {"pipeline": PIPELINE_VERSION, "dataset": dataset, "data": data_id,
-                "brainscore": settings.brainscore,
-                "model": models.identity(info, dtype=settings.dtype, brainscore=settings.brainscore)}
-    key, folder = _hash(produced), "".join(c if c.isalnum() or c in "._-" else "-" for c in info.name)
-    return Path(settings.cache_dir, "scores", folder, f"{dataset}.{key}.json"), key, produced
+        src = {"checksum": parts[0].checksum, "contents": _hash(repr([vars(p) for p in parts]))}
+    made = {"pipeline": PIPELINE_VERSION, "dataset": dataset, "data": src, "brainscore": settings.brainscore,
+            "model": models.identity(info, dtype=settings.dtype, brainscore=settings.brainscore)}
+    key, folder = _hash(made), "".join(c if c.isalnum() or c in "._-" else "-" for c in info.name)
+    return Path(settings.cache_dir, "scores", folder, f"{dataset}.{key}.json"), key, made
 
 def read_record(path, key, model, dataset):
     """The record at path if whole, of (key, model, dataset), scores in range; else None and a warning
     naming the file and why, the file moved aside to be recomputed."""
-    import data
     if not Path(path).exists():
         return None
     try:
@@ -551,25 +526,23 @@ def read_record(path, key, model, dataset):
         warnings.warn(f"score record {path} skipped ({err}); moved aside to {aside.name}, recomputing")
 
 def run_one(info, parts, settings):
-    """Score one model on one dataset's parts (data.Dataset, or one data.ReadingTimes) -> the
-    record's results: every layer's score per part, the layer kept and its score."""
+    """One model on one dataset's parts (data.Dataset, or a data.ReadingTimes) -> the record's results."""
     return _scored(info, parts, _activations(info, parts, settings), settings)
 
 def _activations(info, parts, settings):
     """The model's side of run_one, on the GPU: {part: activations}, or the surprisal of the words."""
-    import data
     import models
     source = info.name if info.name in models.MODELS else info.hub_id     # registry key, path or hub id
     options = {"device": settings.device, "dtype": settings.dtype, "batch_size": settings.batch_size,
-               "cache_dir": settings.cache_dir, "brainscore": settings.brainscore}
+               "cache_dir": settings.cache_dir}
     if isinstance(parts[0], data.ReadingTimes):
-        return models.surprisal(source, parts[0].words, **{k: v for k, v in options.items() if k != "brainscore"})
-    return {ds.name: models.extract_words(source, ds.texts, window=ds.window, **options) if ds.word_tr is not None
-            else models.extract(source, ds.texts, ds.groups, **options) for ds in parts}
+        return models.surprisal(source, parts[0].words, **options)
+    options["brainscore"] = settings.brainscore
+    return {ds.name: models.extract(source, ds.texts, ds.groups, **options) if ds.word_tr is None
+            else models.extract_words(source, ds.texts, window=ds.window, **options) for ds in parts}
 
 def _scored(info, parts, acts, settings):
     """The scoring side of run_one, on the CPU cores (settings.jobs)."""
-    import data
     import models
     if isinstance(parts[0], data.ReadingTimes):                            # behaviour: no layers, no fit
         return {"kind": "behaviour", "parts": {}, **behaviour_score(acts, parts[0])}
@@ -578,8 +551,8 @@ def _scored(info, parts, acts, settings):
     for ds in parts:
         a = acts[ds.name]
         if ds.word_tr is not None:              # a time series (Wehbe2014): Toneva & Wehbe's pipeline
-            per_layer = _map(lambda i: summarize_time_series(*cross_validate_time_series(a[:, i], ds),
-                                                             ds.subjects), a.shape[1], settings.jobs, True, "layers")
+            series = lambda i: summarize_time_series(*cross_validate_time_series(a[:, i], ds), ds.subjects)
+            per_layer = _map(series, a.shape[1], settings.jobs, True, "layers")
         else:
             per_layer = score_layers(a, ds.responses, ds.subjects, ds.stimulus_ids, settings.numerics,
                                      progress=True, jobs=settings.jobs)
@@ -592,18 +565,15 @@ def _scored(info, parts, acts, settings):
             "mad": float(np.mean([p["mad"][best] for p in results.values()]))}
 
 def run(infos, datasets, settings, out, loaded=None):
-    """Every model (infos: [models.ModelInfo]) on every dataset, read from its record or scored and
-    recorded; the tables and figures written to `out` whole -> the tables. The datasets still needed
-    (loaded: {dataset: parts} in memory, the demo's) load before any model; one error names all missing."""
-    import data
+    """Every model (infos: [models.ModelInfo]) on every dataset, from its record or scored -> the tables,
+    written with the figures to `out`. The data needed (or `loaded`, in memory) load before any model."""
     loaded, places, errors = dict(loaded or {}), {}, {}
-    numbers = ("brainscore", "layer_choice", "dtype", "data_files")           # what sets the numbers
-    run_id = {"models": [i.name for i in infos], "datasets": list(datasets),
-              "settings": {k: getattr(settings, k) for k in numbers}}
+    run_id = {"models": [i.name for i in infos], "datasets": list(datasets), "settings": {    # the settings
+        k: getattr(settings, k) for k in ("brainscore", "layer_choice", "dtype", "data_files")}}  # of numbers
     check_out(out, run_id)
     for d in datasets:
         try:
-            places.update({(i.name, d): record_place(i, d, settings, loaded.get(d)) for i in infos})
+            places |= {(i.name, d): record_place(i, d, settings, loaded.get(d)) for i in infos}
         except (data.DownloadError, ValueError) as err:
             errors[d] = err
     records = {job: read_record(path, key, *job) for job, (path, key, _) in places.items()}
@@ -618,54 +588,45 @@ def run(infos, datasets, settings, out, loaded=None):
             errors[d] = err
     if errors:
         raise data.DownloadError("\n\n".join(f"{d}: {errors[d]}" for d in datasets if d in errors))
-    infos_by, todo = {i.name: i for i in infos}, [j for j, rec in records.items() if rec is None]
-    cost = {j: layer_seconds(infos_by[j[0]], j[1]) for j in todo}              # CPU seconds, projected
-    eta = projection(cost, settings.jobs)
+    info, todo = {i.name: i for i in infos}, [j for j, rec in records.items() if rec is None]
+    cost, eta = projection(todo, info, settings.jobs)
     STOP.clear()
-    with ThreadPoolExecutor(1) as scorer:      # job k is scored on the CPU cores while the GPU runs job k + 1
+    with ThreadPoolExecutor(1) as scorer, eta:
         try:
             pending = None
-            for job in todo + [None]:
-                started = job and (job, scorer.submit(_scored, infos_by[job[0]], loaded[job[1]], _activations(
-                    infos_by[job[0]], loaded[job[1]], settings), settings))
+            for job in todo + [None]:          # job k is scored on the CPU cores while the GPU runs job k + 1
+                started = job and (job, scorer.submit(_scored, info[job[0]], loaded[job[1]], _activations(
+                    info[job[0]], loaded[job[1]], settings), settings))
                 if pending:                    # the previous job: its scores -> its record, written
                     (path, key, produced), done = places[pending[0]], pending[1].result()
                     records[pending[0]] = {"model": pending[0][0], "dataset": pending[0][1], "key": key,
                                            "pipeline": PIPELINE_VERSION, "produced": produced, **done}
                     data.write_atomic(path, json.dumps(records[pending[0]], indent=1))
-                    eta.update(cost[pending[0]] / cores(settings.jobs))
+                    eta.update(cost[pending[0]])
                 pending = started
         except BaseException:
             STOP.set()                         # the scorer stops at its next layer
             raise
-        finally:
-            eta.close()
-    for (m, d), rec in records.items():
-        layer = f", layer {rec['layer_names'][rec['best_layer']]}" if rec["parts"] else ""
-        print(f"{m} | {d}: {rec['score']:.4f}{layer}", flush=True)
-    records, info = list(records.values()), {i.name: i for i in infos}
+    records = list(records.values())
     synthetic = any(rec["produced"]["data"]["checksum"] == "synthetic" for rec in records)
     scores, layers = collect(records, settings)
     all_tables = tables(scores, layers, info, records, settings)
     versions = {m: getattr(sys.modules.get(m), "__version__", None) for m in ("numpy", "scipy", "torch")}
     config = {**run_id, "all settings": vars(settings), "pipeline": PIPELINE_VERSION, "synthetic": synthetic,
-              "split_seed": 1, "bootstrap_seed": 0, "versions": versions, "keys": [r["key"] for r in records]}
+              "split_seed": 1, "versions": versions, "keys": [r["key"] for r in records]}
     write_report(out, all_tables, config, figures(scores, info, synthetic), synthetic)
     return all_tables
 
 
 # -----------------------------------------------------------------------------
 # 8. the paper's tables: alignment per model, tuned vs vanilla, correlations, ceilings
-
 def collect(records, settings):
     """Records -> ({model: {dataset: score, "Average": mean over the PAPER_DATASETS run}}, {model: {dataset:
     layer}}). layer_choice "pereira": Brain-Score's datasets at the layer chosen on Pereira2018 ("layer
     assignment based on choosing the maximally scoring layer on Pereira2018-encoding", brain-score/language
     f9a403e models/t5/__init__.py, 91c88b1 models/llama/__init__.py). --brainscore: each part / its ceiling,
     clipped to [0, 1], then averaged (ceiling_normalize); behaviour by the ceiling of the data."""
-    import data
-    scores, layers = {}, {}
-    pereira = {r["model"]: r for r in records if r["dataset"] == "Pereira2018"}
+    scores, layers, pereira = {}, {}, {r["model"]: r for r in records if r["dataset"] == "Pereira2018"}
     for rec in records:
         m, d, ref = rec["model"], rec["dataset"], pereira.get(rec["model"])
         if rec["kind"] == "behaviour":
@@ -696,14 +657,6 @@ def relative_change(tuned, vanilla):
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(ok, 100.0 * (tuned - vanilla) / np.where(ok, vanilla, 1.0), np.nan)
 
-def bh_fdr(p):
-    """Benjamini-Hochberg adjusted p-values, (n,) -> (n,)."""
-    p = np.asarray(p, dtype=float)
-    order, out = np.argsort(p), np.empty(len(p))
-    ranked = p[order] * len(p) / np.arange(1, len(p) + 1)
-    out[order] = np.minimum(np.minimum.accumulate(ranked[::-1])[::-1], 1.0)
-    return out
-
 def compare_pairs(scores, pairs, columns, headline=PAPER_DATASETS):
     """Instruction tuning over pairs [(tuned, vanilla)] -> dict: a row per pair (% change and difference
     per column; none where the vanilla score is <= 0, which a note says), each column's "mean", the
@@ -711,15 +664,13 @@ def compare_pairs(scores, pairs, columns, headline=PAPER_DATASETS):
     and a Wilcoxon signed-rank p of the tuned against the vanilla Average scores."""
     rows, left_out = [], 0
     for tuned, vanilla in pairs:
-        if tuned not in scores or vanilla not in scores:
-            missing = ", ".join(m for m in (tuned, vanilla) if m not in scores)
-            rows.append({"tuned": tuned, "vanilla": vanilla, "note": f"not run: {missing}"})
+        if missing := [m for m in (tuned, vanilla) if m not in scores]:
+            rows.append({"tuned": tuned, "vanilla": vanilla, "note": f"not run: {', '.join(missing)}"})
             continue
         both = [c for c in columns if c in scores[tuned] and c in scores[vanilla]]
         change = {c: float(relative_change(scores[tuned][c], scores[vanilla][c])) for c in both}
-        rows.append({"tuned": tuned, "vanilla": vanilla} | {c: v for c, v in change.items()
-                                                             if np.isfinite(v)})
-        rows[-1].update({f"{c} diff": scores[tuned][c] - scores[vanilla][c] for c in both})
+        rows.append(dict(tuned=tuned, vanilla=vanilla) | {c: v for c, v in change.items() if np.isfinite(v)}
+                    | {f"{c} diff": scores[tuned][c] - scores[vanilla][c] for c in both})
         if bad := [c for c in both if not np.isfinite(change[c])]:
             left_out += 1
             rows[-1]["note"] = f"vanilla score <= 0 on {', '.join(bad)}: no relative change there"
@@ -728,16 +679,14 @@ def compare_pairs(scores, pairs, columns, headline=PAPER_DATASETS):
     out = {"rows": rows, "mean": mean, "n_pairs": len(avg), "left_out": left_out, "improved":
            sum(r["Average"] > 0 for r in avg), "headline": float(np.mean(means)) if means else float("nan")}
     if len(avg) >= 2:
-        import scipy.stats
         t, v = np.array([(scores[r["tuned"]]["Average"], scores[r["vanilla"]]["Average"]) for r in avg]).T
         out["wilcoxon_p"] = float(scipy.stats.wilcoxon(t, v).pvalue) if np.any(t != v) else 1.0
     return out
 
 def correlations(scores, info):
-    """Pearson r (and Benjamini-Hochberg p) of the Average score with log10(parameters) over the tuned
-    models and over all, and with MMLU, BBH and next-word-prediction loss (Table 7) over the tuned
-    models. info: {model: models.ModelInfo}. A row with fewer than 3 models is skipped."""
-    import scipy.stats
+    """Pearson r, p and Benjamini-Hochberg p_fdr of the Average with log10(parameters) (tuned; all) and
+    MMLU, BBH, next-word-prediction loss (Table 7; tuned); info: {model: ModelInfo}; a row needs 3 models
+    and a defined r."""
     rows = []
     for against, attr in (("log10(params), tuned", "params"), ("log10(params), all", "params"),
                           ("MMLU, tuned", "mmlu"), ("BBH, tuned", "bbh"), ("NWP loss, tuned", "nwp_loss")):
@@ -745,11 +694,10 @@ def correlations(scores, info):
                if info.get(m) and (info[m].base or "all" in against)]
         pts = [(np.log10(x) if attr == "params" else x, y) for x, y in pts
                if x is not None and y is not None and np.isfinite(x)]
-        if len(pts) >= 3:
-            r, p = scipy.stats.pearsonr(*np.array(pts).T)
-            rows.append({"against": against, "n": len(pts), "r": float(r), "p": float(p)})
-    for row, q in zip(rows, bh_fdr([r["p"] for r in rows])):
-        row["p_fdr"] = float(q)
+        if len(pts) >= 3 and np.isfinite((fit := scipy.stats.pearsonr(*np.array(pts).T)).pvalue):
+            rows.append({"against": against, "n": len(pts), "r": float(fit.statistic), "p": fit.pvalue})
+    for row, q in zip(rows, scipy.stats.false_discovery_control([r["p"] for r in rows]) if rows else ()):
+        row["p_fdr"] = float(q)                                       # Benjamini-Hochberg
     return rows
 
 def paper_value(model_info, dataset, scores=None):
@@ -763,12 +711,11 @@ def paper_value(model_info, dataset, scores=None):
 
 def tables(scores, layers, info, records, settings):
     """The report's tables -> {title: rows (list of dicts)}. info: {model: models.ModelInfo}."""
-    import data
     run = {d for s in scores.values() for d in s} - {"Average"}
     columns = [d for d in PAPER_DATASETS if d in run] + sorted(run - set(PAPER_DATASETS))
     columns += ["Average"] if any("Average" in s for s in scores.values()) else []
     alignment = []
-    for m in sorted(scores, key=lambda m: (_params(info.get(m)), m)):
+    for m in sorted(scores, key=lambda m: (np.nan_to_num(getattr(info.get(m), "params", 0.0)), m)):
         alignment.append({"model": m})
         for d in columns:
             alignment[-1][d], paper = scores[m].get(d), paper_value(info.get(m), d, scores[m])
@@ -787,16 +734,9 @@ def tables(scores, layers, info, records, settings):
                     f"Wilcoxon p = {cmp.get('wilcoxon_p', np.nan):.3g}; {cmp['left_out']} with vanilla <= 0")
             comparison.append({"tuned": f"mean of {cmp['n_pairs']} pairs ({label})", "vanilla": "", **{
                 c: _cell(v, "%") for c, v in cmp["mean"].items()}, "note": note})
-    computed = {r["dataset"]: r["ceiling"] for r in records if r["kind"] == "behaviour"}
-    ceilings = [{"dataset": d, "published ceiling": data.ceiling(d), "split-half ceiling of the data":
-                 computed.get(d)} for d in columns if d in data.DATASETS]
     return {"Brain alignment per model" + (" (ceiling-normalised)" if settings.brainscore else ""): alignment,
             "Instruction tuning: tuned vs vanilla (relative change)": comparison,
-            "Correlation of the Average score with model properties": correlations(scores, info),
-            "Noise ceilings": ceilings}
-
-def _params(model_info):
-    return np.nan_to_num(getattr(model_info, "params", 0.0))
+            "Correlation of the Average score with model properties": correlations(scores, info)}
 
 def _cell(value, unit=""):
     """A table cell: "-" for None, a per cent change as "+6.2%", else 0.123, +1.2 or 1e-08."""
@@ -814,85 +754,50 @@ def markdown(rows):
 
 
 # -----------------------------------------------------------------------------
-# 9. figures (matplotlib is optional and imported only here): ours against the paper, and the paper's
-# tuned-vs-vanilla bars. Each returns a matplotlib Figure, or None. Every layer's score is in the records.
-
+# 9. the figure (matplotlib is optional and imported only here): the paper's tuned-vs-vanilla bars, ours,
+# the paper's values beside them. Every layer's score is in the records.
 SYNTHETIC = "SYNTHETIC: tiny random-weight models and planted responses, not real results"
 
 def figures(scores, info, synthetic=False):
-    """{file name: Figure} of the figures this run has data for; {} without matplotlib."""
+    """{file name: Figure}: tuned_vs_vanilla.png, the paper's bars, a panel per dataset: each vanilla model
+    (light), its tunes (dark), the paper's values (diamonds); a score that is not a number is left out and
+    named. {} without pairs, or without matplotlib (said)."""
     try:
-        import matplotlib  # noqa: F401
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure       # drawn without pyplot: nothing global changes
     except ImportError:
         print("matplotlib is not installed: no figures (pip install matplotlib)", file=sys.stderr)
         return {}
-    made = {"reproduction.png": fig_reproduction(scores, info), "tuned_vs_vanilla.png":
-            fig_tuned_vs_vanilla(scores, info)}
-    made = {name: fig for name, fig in made.items() if fig is not None}
-    for fig in made.values() if synthetic else ():
-        fig.text(0.5, 0.5, "SYNTHETIC", ha="center", va="center", rotation=30, size=60, color="r", alpha=0.25)
-        fig.suptitle(SYNTHETIC, color="r", fontsize=9)
-    return made
-
-def _figure(n_panels, width, height, n_cols):
-    """A Figure drawn without pyplot (nothing global changes) and its n_panels axes on a grid."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(width * n_cols, height * -(-n_panels // n_cols) + 0.8), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(-(-n_panels // n_cols), n_cols, squeeze=False).ravel()
-    for ax in axes[n_panels:]:
-        ax.remove()
-    return fig, list(axes[:n_panels])
-
-def fig_reproduction(scores, info):
-    """Ours (x) against the paper's (y) per dataset and the Average: circles vanilla, triangles tuned."""
-    panels = {}
-    for d in PAPER_DATASETS + ("Futrell2018", "Average"):
-        pts = [(s[d], paper_value(info.get(m), d, s), bool(info[m].base)) for m, s in scores.items()
-               if np.isfinite(s.get(d, np.nan)) and paper_value(info.get(m), d, s) is not None]
-        if pts:
-            panels[d] = np.array(pts, dtype=float)                  # (n_models, 3): ours, paper, tuned
-    if not panels:
-        return None
-    fig, axes = _figure(len(panels), 3.2, 3.4, min(len(panels), 3))
-    for ax, (d, pts) in zip(axes, panels.items()):
-        lo, hi = pts[:, :2].min() - 0.01, pts[:, :2].max() + 0.01
-        ax.plot([lo, hi], [lo, hi], color="0.6", lw=0.8)
-        for tuned, marker, face in ((0, "o", "none"), (1, "^", "C0")):
-            ax.scatter(*pts[pts[:, 2] == tuned, :2].T, marker=marker, facecolors=face, edgecolors="C0",
-                       label="tuned" if tuned else "vanilla")
-        ax.set(xlim=(lo, hi), ylim=(lo, hi), aspect="equal", xlabel="ours", ylabel="the paper")
-        gap = np.abs(pts[:, 0] - pts[:, 1]).mean()
-        ax.set_title(f"{d} (n = {len(pts)})\nmean |ours - paper| = {gap:.3f}", fontsize=9)
-    axes[0].legend(fontsize=8)
-    return fig
-
-def fig_tuned_vs_vanilla(scores, info):
-    """The paper's bars per dataset: each vanilla model (light), its tunes (dark), the paper's (diamond)."""
     groups = {}
     for m in sorted(scores):
         if getattr(info.get(m), "base", None) in scores:
             groups.setdefault(info[m].base, [info[m].base]).append(m)
-    bars = [m for v in sorted(groups, key=lambda v: (_params(info.get(v)), v)) for m in groups[v]]
+    size = {v: np.nan_to_num(getattr(info.get(v), "params", 0.0)) for v in groups}
+    bars = [m for v in sorted(groups, key=lambda v: (size[v], v)) for m in groups[v]]
     columns = [d for d in PAPER_DATASETS + ("Futrell2018", "Average") if any(d in scores[m] for m in bars)]
     if not columns:
-        return None
-    fig, axes = _figure(len(columns), max(5.0, 0.35 * len(bars) + 2), 2.2, 1)
-    for ax, d in zip(axes, columns):
+        return {}
+    fig = Figure(figsize=(max(5.0, 0.35 * len(bars) + 2), 2.2 * len(columns) + 0.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    for ax, d in zip(fig.subplots(len(columns), 1, squeeze=False)[:, 0], columns):
         for x, m in enumerate(bars):
             if np.isfinite(scores[m].get(d, np.nan)):
                 ax.bar(x, scores[m][d], 0.8, color="C0", alpha=0.4 if m in groups else 1.0)
             if (paper := paper_value(info.get(m), d, scores[m])) is not None:
                 ax.plot(x, paper, "D", color="k", ms=3.5)
-        ax.set_title(f"{d} (light: vanilla, dark: tuned, diamond: the paper)", loc="left", fontsize=9)
-        ax.set_xticks(range(len(bars)), bars if ax is axes[-1] else [""] * len(bars), rotation=90, fontsize=8)
-    return fig
+        nan = [m for m in bars if d in scores[m] and not np.isfinite(scores[m][d])]
+        ax.set_title(f"{d} (light: vanilla, dark: tuned, diamond: the paper)" + (
+            f"; not a number, left out: {', '.join(nan)}" if nan else ""), loc="left", fontsize=9)
+        ax.set_xticks(range(len(bars)), bars if d == columns[-1] else [""] * len(bars), rotation=90,
+                      fontsize=8)
+    if synthetic:
+        fig.text(0.5, 0.5, "SYNTHETIC", ha="center", va="center", rotation=30, size=60, color="r", alpha=0.25)
+        fig.suptitle(SYNTHETIC, color="r", fontsize=9)
+    return {"tuned_vs_vanilla.png": fig}
 
 
 # -----------------------------------------------------------------------------
 # 10. the report folder and the command line
-
 def check_out(out, run_id):
     """--out must be a folder that can be written, holding nothing or this same run's report."""
     out = Path(out).expanduser()
@@ -912,9 +817,6 @@ def check_out(out, run_id):
 def write_report(out, all_tables, config, figs, synthetic=False):
     """The tables (on stdout; Markdown, CSV, JSON), config.json and the figures, written into a new folder
     that then replaces `out` whole: a crash, Ctrl-C or a full disk leaves the earlier report as it was."""
-    import csv
-    import shutil
-    import tempfile
     out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp"))
@@ -924,8 +826,7 @@ def write_report(out, all_tables, config, figs, synthetic=False):
             text += [f"## {i}. {title}", markdown(rows) if rows else "(too few results for this table)", ""]
             (tmp / f"table{i}.json").write_text(json.dumps({"title": title, "rows": rows}, indent=1))
             with open(tmp / f"table{i}.csv", "w", newline="") as f:
-                writer = csv.DictWriter(f, list(dict.fromkeys(k for r in rows for k in r)))
-                writer.writeheader()
+                (writer := csv.DictWriter(f, list(dict.fromkeys(k for r in rows for k in r)))).writeheader()
                 writer.writerows(rows)
         (tmp / "tables.md").write_text("\n".join(text))
         (tmp / "config.json").write_text(json.dumps(config, indent=1, default=str))
@@ -943,8 +844,6 @@ def write_report(out, all_tables, config, figs, synthetic=False):
 
 def parse_args(argv=None):
     """The command line -> (model names, dataset names, Settings, out), every option checked."""
-    import argparse
-    import data
     p = argparse.ArgumentParser(description="Brain alignment of language models, as Aw et al. (COLM 2024) "
                                 "computed it. A rerun over the cache renders the report again.")
     what = p.add_mutually_exclusive_group()
@@ -981,7 +880,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
     names, datasets, settings, out = parse_args(argv)
-    import data
     import models
     try:
         models.check_device(settings.device)

@@ -11,14 +11,15 @@ and the new one against its limit: its FLOPs at the peak rate of a square float6
 bytes it must read (y twice: x_val^T y_val and the squares) at the bandwidth of a read pass, both
 measured in the same run. Penalties and weights are compared on the subset. Not collected by pytest.
 
-Measured (helper D, issue 18; 2 vCPUs of a Xeon with AVX-512 shared with other jobs, load ~4;
-OpenBLAS 0.3.31; CPU seconds of one thread summed over the 4 outer folds; new = /tmp/spec's proposal):
-  new 1.22 s (24.7 GFLOP, reads 1.74 GB), old 16.0 s (233 GFLOP; 13x new), Toneva 83 s scaled (68x);
-  limit 0.37 s (66 GFLOP/s square GEMM, 13.8 GB/s) -> new = 3.3x its limit: its (40, 40) x (40, n)
-  products, 46% of its FLOPs, run at 27 GFLOP/s here (40% of the square GEMM's rate); another run:
-  1.28 s, 3.4x. Same penalty as Toneva on 4000/4000 voxel-folds, max |weight diff| 2.7e-15.
+Measured (December 2026, 2 vCPUs of a Xeon with AVX-512 shared with other jobs, OpenBLAS 0.3.31; CPU
+seconds of one thread summed over the 4 outer folds, one run):
+  new 1.15 s (24.7 GFLOP, reads 1.74 GB), old 14.6 s (233 GFLOP; 12.7x new), Toneva 71 s scaled (62x);
+  limit 0.31 s (80 GFLOP/s square GEMM, 15.5 GB/s) -> new = 3.7x that limit; its (40, 40) x (40, n)
+  products, 47% of its FLOPs, run at 36 GFLOP/s (44% of the square GEMM's rate): at the rates of its
+  own shapes the limit is 0.49 s and new = 2.4x. Same penalty as Toneva on 4000/4000 voxel-folds, max
+  |weight diff| 2.7e-15.
 
-    python tests/bench_ridge.py            # --quick: 3,000 voxels; --candidate FILE: its ridge_cv as new
+    python tests/bench_ridge.py            # --quick: 3,000 voxels; --candidate FILE.py: its ridge_cv as new
 """
 import importlib.util
 import sys
@@ -60,7 +61,7 @@ def counts(n, p, t, k=10, n_pen=16):
            + 2 * n * t + 4 * p * p * t)         # sums of squares; refit V (V^T x^T y) / (s^2 + pen)
     old = (k * (2 * (n - n_val) * p * t + n_pen * (2 * n_val * p * t + 4 * n_val * t))   # U^T y; predictions
            + 2 * n * p * t + 2 * p * p * t)                                               # refit
-    return new, old, 2 * n * t * 8
+    return new, old, 2 * n * t * 8, k * 6 * p * p * t
 
 
 def best_of(f, repeat=3):
@@ -85,7 +86,7 @@ def main(quick=False, candidate=None):
     y = x @ rng.normal(size=(p, t)) * np.geomspace(0.3, 1e-3, t) + rng.normal(size=(n, t))
     y = y.astype(np.float32)                                   # (1211, 30000), as data.py stores it
     square = rng.normal(size=(2000, 2000))
-    new = old = theirs = flops_new = flops_old = nbytes = 0.0
+    new = old = theirs = flops_new = flops_old = nbytes = flops_small = 0.0
     agree, worst = 0, 0.0
     with threadpool_limits(1):
         peak = 2 * 2000 ** 3 / best_of(lambda: square @ square)[0]
@@ -102,8 +103,9 @@ def main(quick=False, candidate=None):
             theirs += dt * t / subset
             agree += int((lam[:subset] == lam_ref).sum())
             worst = max(worst, float(np.abs(w[:, :subset] - w_ref).max()))
-            f_new, f_old, b_new = counts(len(train), p, t)
+            f_new, f_old, b_new, f_small = counts(len(train), p, t)
             flops_new, flops_old, nbytes = flops_new + f_new, flops_old + f_old, nbytes + b_new
+            flops_small += f_small
     limit = max(flops_new / peak, nbytes / bandwidth)
     print(f"one layer: {n} TRs x {p} features x {t} voxels, 4 outer x 10 inner folds, 16 penalties, "
           f"1 thread, CPU s summed over the outer folds")
@@ -114,7 +116,9 @@ def main(quick=False, candidate=None):
     print(f"  limit of new          {limit:8.2f} s   (peak {peak / 1e9:.0f} GFLOP/s square GEMM, "
           f"{bandwidth / 1e9:.1f} GB/s read) -> new = {new / limit:.1f}x the limit")
     print(f"  ({p}, {p}) x ({p}, 1024) products run at {small / 1e9:.0f} GFLOP/s "
-          f"({small / peak:.0%} of the square GEMM's peak)")
+          f"({small / peak:.0%} of the square GEMM's peak); {flops_small / flops_new:.0%} of new's FLOPs are such "
+          f"products: at that rate the limit is {flops_small / small + (flops_new - flops_small) / peak:.2f} s "
+          f"-> new = {new / (flops_small / small + (flops_new - flops_small) / peak):.1f}x")
     print(f"  same penalty as Toneva on {agree}/{4 * subset} voxel-folds; max |weight diff| {worst:.1e}")
 
 

@@ -35,14 +35,15 @@ def demo(tmp_path_factory):
 
 def test_demo_prints_and_writes_every_table_marked_synthetic(demo):
     tmp, out = demo
-    assert out.splitlines()[18].startswith("# SYNTHETIC")          # after the 18 (model, dataset) lines
-    assert len([ln for ln in out.splitlines() if re.match(r"demo-\d+(-tuned)? \| \w+: ", ln)]) == 18
-    for title in ("Brain alignment per model", "Instruction tuning", "Correlation", "Noise ceilings"):
-        assert title in out
+    assert out.splitlines()[0].startswith("# SYNTHETIC")           # stdout: the tables, marked
+    for i, title in enumerate(("Brain alignment per model", "Instruction tuning", "Correlation"), 1):
+        assert f"## {i}. {title}" in out
+    assert len([ln for ln in out.splitlines() if re.match(r"\| demo-\d+(-tuned)? \|", ln)]) == 6 + 3  # models, pairs
     files = {p.name for p in (tmp / "out").iterdir()}
-    assert {"tables.md", "config.json", "table1.csv", "table1.json", "table2.csv", "table4.json"} <= files
+    assert {"tables.md", "config.json", "table1.csv", "table1.json", "table3.csv", "table3.json"} <= files
+    assert "table4.json" not in files
     if importlib.util.find_spec("matplotlib"):
-        assert "tuned_vs_vanilla.png" in files and "reproduction.png" not in files      # no paper value
+        assert "tuned_vs_vanilla.png" in files
     config = json.loads((tmp / "out" / "config.json").read_text())
     assert config["synthetic"] is True and config["split_seed"] == 1 and config["versions"]["numpy"]
 
@@ -52,6 +53,7 @@ def test_demo_recovers_the_planted_signal(demo):
     rows = {r["model"]: r for r in json.loads((tmp / "out" / "table1.json").read_text())["rows"]}
     assert len(rows) == 6
     for width in (16, 32, 64):             # every tuned model beats its vanilla twin on average
+        # measured gains .060, .065, .113 (tuned Averages .37-.39)
         assert rows[f"demo-{width}-tuned"]["Average"] > rows[f"demo-{width}"]["Average"] + 0.04
     comparison = json.loads((tmp / "out" / "table2.json").read_text())["rows"]
     assert comparison[-1]["tuned"] == "mean of 3 pairs (ours)" and "3/3 improved" in comparison[-1]["note"]

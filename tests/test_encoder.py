@@ -150,9 +150,9 @@ def sklearn15_steps(x_train, y_train, x_test, dtype, cond):
 
 def test_each_split_is_fit_in_the_string_order_of_the_stimulus_ids():
     # Brain-Score's fit sees each split sorted by stimulus_id ("s.10" < "s.2": not the stored order). In
-    # float32 with more features than stimuli the row order moves r (measured: by up to 0.08 here), so
-    # only that order matches; with fewer targets than training stimuli it is the exact call, bit for bit
-    # (measured 3e-16). The numerics and the ids must reach the fit from score_layers too.
+    # float32 with more features than stimuli the row order moves r (measured: by 0.017 on average, up to
+    # 0.076, here), so only that order matches; with fewer targets than training stimuli it is the exact
+    # call, bit for bit (measured 3e-16). The numerics and the ids must reach the fit from score_layers too.
     threadpoolctl = pytest.importorskip("threadpoolctl")
     rng = np.random.default_rng(0)
     n, p = 120, 160
@@ -172,7 +172,7 @@ def test_each_split_is_fit_in_the_string_order_of_the_stimulus_ids():
             layers = ba.score_layers(x[:, None], y, ids=ids, numerics=numerics, splits=splits)
             np.testing.assert_allclose(layers[0].per_split, np.median(expect, axis=1), rtol=0, atol=1e-9)
         stored = ba.cross_validate(x, y, splits, ids=np.arange(n))
-        assert np.abs(stored - ba.cross_validate(x, y, splits, ids=ids)).max() > 1e-3
+        assert np.abs(stored - ba.cross_validate(x, y, splits, ids=ids)).mean() > 5e-3     # measured 0.017
 
 
 def test_the_2023_fit_runs_in_float32_and_agrees_on_a_well_conditioned_design():
@@ -209,9 +209,9 @@ def test_planted_signal_is_recovered_and_noise_is_not():
     x = rng.normal(size=(200, 10))
     y = x @ rng.normal(size=(10, 50)) + 0.3 * rng.normal(size=(200, 50))
     splits = ba.shuffle_splits(200)
-    assert ba.summarize(ba.cross_validate(x, y, splits)).score > 0.9
+    assert ba.summarize(ba.cross_validate(x, y, splits)).score > 0.98              # measured 0.995
     noise = ba.summarize(ba.cross_validate(x, rng.normal(size=(200, 50)), splits))
-    assert abs(noise.score) < 0.15
+    assert abs(noise.score) < 0.05                                                  # measured 0.012
 
 
 def test_score_aggregation_by_hand():
@@ -242,7 +242,8 @@ def test_score_layers_keeps_the_best_layer():
     y = signal @ rng.normal(size=(8, 20)) + 0.5 * rng.normal(size=(100, 20))
     layers = np.stack([rng.normal(size=(100, 8)), signal, rng.normal(size=(100, 8))], axis=1)
     out = ba.score_layers(layers, y)
-    assert len(out) == 3 and out[1].score > 0.5 > max(out[0].score, out[2].score)
+    assert len(out) == 3 and out[1].score > 0.95                                    # measured 0.983
+    assert max(out[0].score, out[2].score) < 0.2                                    # measured 0.123, 0.016
     names = ["embeddings", "block.0", "block.1"]
     best, mean = ba.best_layer([[s.score for s in out]], names)
     assert best == 1 and mean.tolist() == [s.score for s in out]
@@ -305,23 +306,36 @@ def test_numerically_constant_target_scores_zero(value):
     assert np.abs(test - test.mean(axis=0))[:, 2].max() > 0                      # not exactly 0
     with pytest.warns(UserWarning, match="constant column"):
         r = ba.cross_validate(x, y, splits, "float64")
-    assert (r[:, 2] == 0.0).all() and (r[:, :2] > 0.2).all()
+    assert (r[:, 2] == 0.0).all() and (r[:, :2] > 0.25).all()                       # measured min 0.289
     with pytest.warns(UserWarning, match="constant column"):
         assert ba.pearson(test[:, 2:] + rng.normal(size=(12, 1)), test[:, 2:])[0] == 0.0
     # a tiny but real spread is still scored
     tiny = value * (1 + 1e-9 * rng.normal(size=(12, 1)))
-    assert abs(ba.pearson(tiny, tiny)[0] - 1.0) < 1e-6
+    assert abs(ba.pearson(tiny, tiny)[0] - 1.0) < 1e-12                             # measured 2.2e-16
 
 
 # --- Brain-Score's 2023 numerics against scikit-learn 1.5 itself ---------------
 
+# mean |r - fixture| that every float32 set-up met, on another BLAS kernel or thread count, and the
+# float64 fit does not. Measured over 9 set-ups (scipy's OpenBLAS 0.3.30 with the SkylakeX, Haswell,
+# Sandybridge, Nehalem and Katmai kernels, 1 and 2 threads; Haswell on 1 thread is the fixture's own):
+# pereira243 4.9e-4 .. 7.4e-4, the float64 fit 2.6e-3; pereira384_outliers 1.0e-4 .. 1.5e-4, float64 7.4e-4
+LENIENT_MEAN_R = {"pereira243": 1.5e-3, "pereira384_outliers": 4e-4}
+
+
 def test_brainscore_2023_numerics_equal_sklearn_15_fixtures():
     # tests/make_sklearn2023_fixtures.py ran Brain-Score's regression and Pearson with scikit-learn
-    # 1.5.2 on these problems; here they are regenerated from their seeds and scored by brainalign.
-    # With the same BLAS kernel and one thread the float32 arithmetic is the same, step for step
-    # (measured: r agree to 4e-16). Another kernel or thread count rounds differently, and float32
-    # rounding moves r by up to 8e-3 and the score by up to 5.4e-4 on the first two problems (0.2
-    # and 2.5e-2 on the near-rank-deficient third): the 2023 scores are only defined to that precision.
+    # 1.5.2 on these problems; here they are regenerated from their seeds and scored by brainalign. What
+    # each branch guarantees:
+    # - the fixture's BLAS kernel, one thread: the same float32 arithmetic, step for step. Every r of the
+    #   three problems to 1e-6 (measured 4e-16), so the 2023 fit itself, and the float64 fit of
+    #   --brainscore more than 1e-3 away (measured 7.5e-3 .. 0.15).
+    # - another kernel or thread count rounds float32 differently: single r move by up to 8e-3 and the
+    #   score by up to 6.1e-4 on the first two problems (0.23 and 2.6e-2 on the near-rank-deficient third,
+    #   which is then left unchecked: there the float32 rounding is as large as the float64 difference).
+    #   On the first two: the score within 1e-3, and the mean |r - fixture| under LENIENT_MEAN_R, which
+    #   every float32 set-up met and the float64 fit does not (checked below, so this branch can still
+    #   tell the 2023 fit from the float64 fit; the score alone cannot: float64 is 6.2e-4 off).
     threadpoolctl = pytest.importorskip("threadpoolctl")
     fixtures = pytest.importorskip("make_sklearn2023_fixtures")
     ref = np.load(fixtures.FIXTURE)
@@ -332,13 +346,15 @@ def test_brainscore_2023_numerics_equal_sklearn_15_fixtures():
             np.testing.assert_allclose(fixtures.checksum(x, y), ref[f"{name}.checksum"], rtol=1e-12)
             splits = ba.shuffle_splits(len(x))[:fixtures.N_SPLITS]
             r = ba.cross_validate(x, y, splits, numerics="brainscore-2023")
+            r64 = ba.cross_validate(x, y, splits, "float64")
             if same_blas:
                 np.testing.assert_allclose(r, ref[f"{name}.r"], rtol=0, atol=1e-6, err_msg=name)
                 assert ba.summarize(r).score == pytest.approx(float(ref[f"{name}.score"]), abs=1e-6)
-                # the float64 fit is a different computation: it must not pass
-                assert np.abs(ba.cross_validate(x, y, splits, "float64") - ref[f"{name}.r"]).max() > 1e-3
-            elif "lowrank" not in name:
+                assert np.abs(r64 - ref[f"{name}.r"]).max() > 1e-3          # another computation: 7.5e-3 .. 0.15
+            elif name in LENIENT_MEAN_R:
                 assert ba.summarize(r).score == pytest.approx(float(ref[f"{name}.score"]), abs=1e-3)
+                assert np.abs(r - ref[f"{name}.r"]).mean() < LENIENT_MEAN_R[name], name
+                assert np.abs(r64 - ref[f"{name}.r"]).mean() > LENIENT_MEAN_R[name], name
 
 
 def test_numerics_choice():
@@ -359,29 +375,34 @@ def test_fast_fit_is_the_exact_fit_up_to_rounding():
     y = x[:, :5] @ rng.normal(size=(5, 300)) + rng.normal(size=(40, 300)) + 5.0
     tr, te = np.arange(34), np.arange(34, 40)
     np.testing.assert_allclose(ba.fit_predict_fast(x[tr], y[tr], x[te], "float64"),
-                               ba.fit_predict(x[tr], y[tr], x[te], "float64"), atol=1e-10)
+                               lstsq_predictions(x[tr], y[tr], x[te]), atol=1e-10)       # measured 8e-15
     # float32 on a well-conditioned design (p < n_train): the same fit, rounded in another order. (With
     # p > n_train float32 min-norm fits are noisy either way; tests/bench_fit.py measures the fast path
     # inside the exact call's own spread over BLAS set-ups on Pereira-shaped problems)
     fast = ba.fit_predict_fast(x[tr, :20], y[tr], x[te, :20])
-    exact = ba.fit_predict(x[tr, :20], y[tr], x[te, :20])
+    exact = sklearn15_steps(x[tr, :20], y[tr], x[te, :20], np.float32, None)
     assert fast.dtype == np.float32
-    np.testing.assert_allclose(fast, exact, rtol=0, atol=1e-4)
-    # fewer targets than training stimuli: the direct call itself
+    np.testing.assert_allclose(fast, exact, rtol=0, atol=1e-4)                        # measured 9.5e-6
+    # fewer targets than training stimuli: the direct call itself, the same steps bit for bit
     np.testing.assert_array_equal(ba.fit_predict_fast(x[tr], y[tr, :10], x[te]),
-                                  ba.fit_predict(x[tr], y[tr, :10], x[te]))
+                                  sklearn15_steps(x[tr], y[tr, :10], x[te], np.float32, None))
 
 
 def test_each_split_is_fit_in_brainscore_stimulus_id_order():
-    # Brain-Score sorts each split's rows by stimulus_id (strings: "s.10" < "s.2") before its float32 fit
+    # Brain-Score sorts each split's rows by stimulus_id (strings: "s.10" < "s.2") before its float32 fit:
+    # sklearn 1.5's steps and scipy's pearsonr on the rows in that order (measured: equal to 3e-16)
+    threadpoolctl = pytest.importorskip("threadpoolctl")
     rng = np.random.default_rng(22)
     x = (rng.normal(size=(60, 80)) * np.logspace(0, -3, 80) + 10).astype(np.float32)
     y = rng.normal(size=(60, 4))
     ids = np.array([f"s.{i}" for i in range(60)])
     splits = ba.shuffle_splits(60, n_splits=2)
-    got = ba.cross_validate(x, y, splits, ids=ids)
-    for r, (train, test) in zip(got, splits):
-        train, test = train[np.argsort(ids[train])], test[np.argsort(ids[test])]     # by hand
-        np.testing.assert_array_equal(r, ba.pearson(ba.fit_predict(x[train], y[train], x[test]), y[test]))
-    stored = ba.cross_validate(x, y, splits)                                            # index order
-    assert not np.array_equal(got, stored) and np.abs(got - stored).max() < 0.1
+    with threadpoolctl.threadpool_limits(1):
+        got = ba.cross_validate(x, y, splits, ids=ids)
+        for r, (train, test) in zip(got, splits):
+            train, test = train[np.argsort(ids[train])], test[np.argsort(ids[test])]     # by hand
+            pred = sklearn15_steps(x[train], y[train], x[test], np.float32, None)
+            expect = [scipy.stats.pearsonr(pred[:, j], y[test, j])[0] for j in range(y.shape[1])]
+            np.testing.assert_allclose(r, expect, rtol=0, atol=1e-9)
+        stored = ba.cross_validate(x, y, splits)                                        # index order
+    assert 0.01 < np.abs(got - stored).mean() and np.abs(got - stored).max() < 0.1    # measured 0.031, 0.066

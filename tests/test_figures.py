@@ -1,7 +1,6 @@
-"""The figures, drawn from paper-like records (the paper's Table 5 plus noise, every layer scored):
-each has the panels the run has data for, puts each model where the tables put it (ours on x, the
-paper's on y; vanilla light and tuned dark; the paper's value as a diamond), skips NaN scores, and
-carries a SYNTHETIC mark exactly when the records are synthetic."""
+"""The figure, drawn from paper-like records (the paper's Table 5 plus noise, every layer scored): a
+panel per dataset run, each model where the tables put it (vanilla light and tuned dark; the paper's
+value as a diamond), NaN scores skipped and named, and a SYNTHETIC mark exactly when the records are."""
 import numpy as np
 import pytest
 
@@ -44,18 +43,12 @@ def panel_titles(fig):
     return [ax.get_title() or ax.get_title(loc="left") for ax in fig.axes]
 
 
-def test_reproduction_puts_ours_on_x_and_the_papers_on_y(drawn):
+def test_one_figure_with_a_panel_per_dataset_run(drawn):
     records, scores, info, figs = drawn
-    fig = figs["reproduction.png"]
-    assert [t.split(" (")[0] for t in panel_titles(fig)] == ["Pereira2018", "Blank2014", "Wehbe2014", "Average"]
-    ax = fig.axes[1]                                                        # Blank2014
-    tuned = [m for m in SOME if info[m].base]
-    vanilla = [m for m in SOME if not info[m].base]
-    points = {c.get_label(): c.get_offsets() for c in ax.collections}
-    np.testing.assert_allclose(points["tuned"][:, 0], [scores[m]["Blank2014"] for m in tuned], atol=1e-12)
-    np.testing.assert_allclose(points["vanilla"][:, 1], [info[m].paper[1] for m in vanilla], atol=1e-12)
-    mean_gap = np.mean([abs(scores[m]["Blank2014"] - info[m].paper[1]) for m in SOME])
-    assert f"mean |ours - paper| = {mean_gap:.3f}" in ax.get_title()
+    assert list(figs) == ["tuned_vs_vanilla.png"]
+    titles = [ax.get_title(loc="left") for ax in figs["tuned_vs_vanilla.png"].axes]
+    assert [t.split(" (")[0] for t in titles] == ["Pereira2018", "Blank2014", "Wehbe2014", "Average"]
+    assert all("(light: vanilla, dark: tuned, diamond: the paper)" in t for t in titles)
 
 
 def test_tuned_vs_vanilla_bars_light_vanilla_dark_tuned_and_paper_diamonds(drawn):
@@ -72,15 +65,15 @@ def test_tuned_vs_vanilla_bars_light_vanilla_dark_tuned_and_paper_diamonds(drawn
     np.testing.assert_allclose(diamonds, [info[m].paper[0] for m in labels], atol=1e-12)
 
 
-def test_nan_scores_are_skipped_and_nothing_to_draw_gives_no_figure(drawn):
+def test_nan_scores_are_skipped_named_and_nothing_to_draw_gives_no_figure(drawn):
     records, scores, info, _ = drawn
     broken = {m: dict(s) for m, s in scores.items()}
     broken["t5-small"]["Blank2014"] = float("nan")
-    fig = ba.fig_reproduction(broken, info)
-    assert "(n = 6)" in fig.axes[1].get_title() and "(n = 7)" in fig.axes[0].get_title()
-    bars = ba.fig_tuned_vs_vanilla(broken, info)
-    assert len(bars.axes[1].patches) == 6
-    assert ba.fig_reproduction({}, info) is None and ba.fig_tuned_vs_vanilla({"gpt2": {}}, {}) is None
+    fig = ba.figures(broken, info)["tuned_vs_vanilla.png"]
+    assert len(fig.axes[1].patches) == 6 and len(fig.axes[0].patches) == 7          # Blank2014: one left out
+    assert fig.axes[1].get_title(loc="left").endswith("; not a number, left out: t5-small")
+    assert "left out" not in fig.axes[0].get_title(loc="left")
+    assert ba.figures({}, info) == {} and ba.figures({"gpt2": {}}, {}) == {}
 
 
 def test_synthetic_runs_say_so_on_every_figure(drawn):
@@ -96,6 +89,7 @@ def test_synthetic_runs_say_so_on_every_figure(drawn):
 def test_missing_matplotlib_gives_one_line_and_no_figures(drawn, monkeypatch, capsys):
     import sys
     records, scores, info, _ = drawn
-    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, name, None)                 # as if it were not installed
     assert ba.figures(scores, info) == {}
     assert capsys.readouterr().err == "matplotlib is not installed: no figures (pip install matplotlib)\n"

@@ -211,7 +211,8 @@ def test_prepare_context_is_brain_scores():
 def test_shapes(tiny, family):
     acts = run(tiny[family])
     assert acts.shape == (len(TEXTS), N_OUT[family], 32) and acts.dtype == np.float32
-    assert np.isfinite(acts).all() and np.abs(acts).min(axis=(1, 2)).max() > 0
+    # every stimulus read at every layer: no row left at zero (measured: each row's largest |value| >= 0.37)
+    assert np.isfinite(acts).all() and (np.abs(acts).max(axis=2) > 0.1).all()
 
 
 @pytest.mark.parametrize("family", list(N_OUT))
@@ -293,7 +294,7 @@ def test_float32_is_the_default_dtype(tiny):
     (_, net, _), = models._KEPT.values()
     assert net.dtype == torch.float32
     half = run(tiny["gpt2"], dtype="bfloat16")
-    assert half.dtype == np.float32 and 1e-3 < np.abs(half - run(tiny["gpt2"])).max() < 0.5
+    assert half.dtype == np.float32 and 1e-3 < np.abs(half - run(tiny["gpt2"])).max() < 0.5    # measured 0.025
 
 
 # ------------------------------------------------------------------------- readout: authors' or Brain-Score's
@@ -317,7 +318,7 @@ def test_llama_default_readout_is_post_attention_layernorm(tiny):
     np.testing.assert_allclose(block[1], states[1], atol=1e-5)                   # (the last one is normed)
     for j in range(2):
         np.testing.assert_allclose(paper[1 + j], seen[j].numpy(), atol=1e-5)
-        assert np.abs(paper[1 + j] - block[1 + j]).max() > 1e-2
+        assert np.abs(paper[1 + j] - block[1 + j]).max() > 0.5                       # measured 4.3, 2.9
     np.testing.assert_allclose(run(tiny["gpt2"]), run(tiny["gpt2"], brainscore=True))
 
 
@@ -345,7 +346,7 @@ def test_token_type_ids_pass_under_brainscore_and_drop_by_default(gpt2_with_toke
     # the embeddings and the first block (transformers applies the final norm to its last state)
     np.testing.assert_allclose(passed[-1, :2], with_tt[:2], atol=1e-5)
     np.testing.assert_allclose(dropped[-1, :2], last_states(net, ids)[:2], atol=1e-5)
-    assert (np.abs(passed - dropped).max(axis=(0, 2)) > 1e-3).all()                  # every layer changes
+    assert (np.abs(passed - dropped).max(axis=(0, 2)) > 0.1).all()    # every layer changes: .58, 2.4, 3.2
 
 
 # --------------------------------------------------------------------------- cache
@@ -373,7 +374,7 @@ def test_every_input_of_the_key_gets_its_own_file(tiny, tmp_path):
     base = run(tiny["llama"], cache_dir=tmp_path)
     one_group = ["a"] * len(TEXTS)
     regrouped = run(tiny["llama"], groups=one_group, cache_dir=tmp_path)
-    assert np.abs(regrouped[len(PASSAGE_A)] - base[len(PASSAGE_A)]).max() > 1.0     # B's first text
+    assert np.abs(regrouped[len(PASSAGE_A)] - base[len(PASSAGE_A)]).max() > 1.0     # B's first text: 2.1
     np.testing.assert_array_equal(regrouped, run(tiny["llama"], groups=one_group))
     for kw in ({"dtype": "bfloat16"}, {"brainscore": True}, {"window": 2},
                {"texts": TEXTS[:3], "groups": GROUPS[:3]}):

@@ -71,13 +71,26 @@ def test_jobs_does_not_change_a_record(tmp_path, fake_models):  # noqa: F811
 
 
 def test_a_run_prints_its_projected_cost_first(tmp_path, fake_models, capsys):  # noqa: F811
-    llama = models.MODELS["llama-7b"]
-    assert ba.layer_seconds(llama, "Wehbe2014") == ba.LAYER_SECONDS["Wehbe2014"] * (llama.n_layers + 1)
-    assert ba.layer_seconds(types.SimpleNamespace(n_layers=0), "Pereira2018") == 0.0     # unknown: 0
-    cost = {("a", "Pereira2018"): 3600.0 * 4, ("b", "Wehbe2014"): 3600.0 * 2}
-    ba.projection(cost, jobs=3).close()
-    assert "2 (model, dataset) pairs; scoring projected at 6 CPU-hours, ~2 h on 3 cores" in capsys.readouterr().err
+    info = {"llama-7b": models.MODELS["llama-7b"], "local": types.SimpleNamespace(n_layers=0)}
+    todo = [("llama-7b", "Wehbe2014"), ("llama-7b", "Pereira2018"), ("local", "Pereira2018")]
+    cost, bar = ba.projection(todo, info, jobs=2)
+    bar.close()
+    layers, per_layer = models.MODELS["llama-7b"].n_layers + 1, ba.LAYER_SECONDS   # 32 blocks, embeddings
+    assert layers == 33 and per_layer["Wehbe2014"] > 0 and per_layer["Pereira2018"] > 0
+    w, p = per_layer["Wehbe2014"] * layers, per_layer["Pereira2018"] * layers
+    assert cost == {todo[0]: w / 2, todo[1]: p / 2, todo[2]: 0.0}                  # unknown: 0
+    hours = (w + p) / 3600
+    assert f"3 (model, dataset) pairs; scoring projected at {hours:.2g} CPU-hours, ~{hours / 2:.2g} h on 2 cores" \
+        in capsys.readouterr().err
     go(tmp_path)
     assert "to compute: 1 (model, dataset) pairs" in capsys.readouterr().err
     go(tmp_path)                                                        # all cached: nothing projected
     assert "to compute" not in capsys.readouterr().err
+
+
+def test_a_failed_run_does_not_stop_later_library_calls(tmp_path, fake_models, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(ba, "_activations", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        go(tmp_path, infos=[info("m")])
+    x = np.random.default_rng(0).normal(size=(40, 2, 3))
+    assert len(ba.score_layers(x, x[:, 0], jobs=1)) == 2              # here, after the Ctrl-C

@@ -35,27 +35,34 @@ def standardized(v):
 def test_tr_features_by_hand(monkeypatch):
     # 12 TRs; words shown in TRs 0,0,1,2,2,4,4,5...; with 1 component and delays (1,),
     # feature of TR t = mean PC score of the words of TR t-1; then z-scored within each run. This layout
-    # is not the release's, so the PCA is fitted on every word (which words fit it is
-    # tests/test_toneva_pca.py's). TR 3 holds no word: its feature is 0, so a projection without the
-    # PCA mean would not drop out in the z-scoring.
+    # is not the release's, so the PCA words are set by hand (which words fit it is
+    # tests/test_toneva_pca.py's): words 0..7, whose mean (3.5, 7) is not the mean of all 13 words.
+    # TR 3 holds no word: Toneva & Wehbe's np.mean of no words is NaN (0f519a0 utils/utils.py
+    # prepare_fmri_features), so its run's column z-scores to NaN and their nan_to_num makes it 0. The
+    # rows that delays shift in from before TR 0 are 0, the PCA mean: a projection without that mean,
+    # or centred on another, would not drop out in the z-scoring.
     word_tr = np.array([0, 0, 1, 2, 2, 4, 4, 5, 6, 7, 8, 9, 10])
     feats = np.arange(13.0)[:, None] * np.array([[1.0, 2.0]])       # rank 1: PC1 is along (1, 2)
     ds = tiny_series(word_tr, sample_tr=np.r_[1:6, 7:12], n_tr=12)
-    monkeypatch.setattr(ba, "pca_training_words", lambda ds, train: np.arange(13))
+    monkeypatch.setattr(ba, "pca_training_words", lambda ds, train: np.arange(8))
+    score = (np.arange(13.0) - 3.5) * np.sqrt(5)                     # projection on the unit PC
+    per_tr = np.array([score[word_tr == t].mean() if (word_tr == t).any() else np.nan for t in range(12)])
+
+    def expected(d):                  # row t holds TR t - d (0 before TR 0); each run z-scored, NaN -> 0
+        delayed = np.r_[np.zeros(d), per_tr[:-d]]
+        return np.concatenate([standardized(delayed[run]) if np.isfinite(delayed[run]).all() else np.zeros(5)
+                               for run in (slice(1, 6), slice(7, 12))])
     x = ba.tr_features(feats, ds, np.arange(10), n_components=1, delays=(1,))
-    score = (np.arange(13.0) - 6.0) * np.sqrt(5)                     # projection on the unit PC
-    per_tr = np.array([score[word_tr == t].mean() if (word_tr == t).any() else 0.0 for t in range(12)])
-    delayed = np.r_[0.0, per_tr[:-1]]
-    expect = np.r_[standardized(delayed[1:6]), standardized(delayed[7:12])]
-    sign = 1.0 if np.allclose(x[:, 0], expect, atol=1e-10) else -1.0      # a component's sign is free
-    np.testing.assert_allclose(x[:, 0], sign * expect, atol=1e-10)
+    assert (x[:5, 0] == 0).all() and (x[5:, 0] != 0).all()         # run 1 holds TR 3 in a window: zeroed
+    sign = 1.0 if np.allclose(x[:, 0], expected(1), atol=1e-10) else -1.0   # a component's sign is free
+    np.testing.assert_allclose(x[:, 0], sign * expected(1), atol=1e-10)
     # the default delays: TRs t-1, t-2, t-3, t-4, one block of components each
     x = ba.tr_features(feats, ds, np.arange(10), n_components=1)
     assert x.shape == (10, 4)
+    zeroed = [[(x[run, j] == 0).all() for run in (slice(0, 5), slice(5, 10))] for j in range(4)]
+    assert zeroed == [[True, False], [True, False], [False, False], [False, True]]   # TR 3 at t = 3 + d
     for j, d in enumerate((1, 2, 3, 4)):
-        delayed = np.r_[np.zeros(d), per_tr[:-d]]
-        expect = np.r_[standardized(delayed[1:6]), standardized(delayed[7:12])]
-        np.testing.assert_allclose(x[:, j], sign * expect, atol=1e-10, err_msg=f"delay {d}")
+        np.testing.assert_allclose(x[:, j], sign * expected(d), atol=1e-10, err_msg=f"delay {d}")
 
 
 def test_wehbe_folds_are_four_contiguous_with_five_tr_gaps():

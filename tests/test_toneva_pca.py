@@ -111,10 +111,10 @@ def test_release_layout_first_and_last_fold():
 def test_tr_features_fits_pca_on_those_words(monkeypatch):
     rng = np.random.default_rng(0)
     time_words = np.sort(rng.uniform(0.01, 2.0 * 208, size=500))
-    ds, *_ = series([52, 55, 51, 50], time_words, first_word=20, n_folds=4, gap=2)
+    ds, time, runs = series([52, 55, 51, 50], time_words, first_word=20, n_folds=4, gap=2)
     feats = rng.normal(size=(500, 6))
     fitted, real = [], ba.top_components
     monkeypatch.setattr(ba, "top_components", lambda x, k: fitted.append(x.copy()) or real(x, k))
     train = ba.kfold_splits(len(ds.sample_tr), 4, gap=2)[1][0]
     ba.tr_features(feats, ds, train, n_components=3)
-    np.testing.assert_array_equal(fitted[0], feats[ba.pca_training_words(ds, train)])
+    np.testing.assert_array_equal(fitted[0], feats[toneva_words(ds, time, runs, time_words, fold=1)])

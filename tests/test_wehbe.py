@@ -1,5 +1,7 @@
 """Wehbe2014 as Toneva & Wehbe's pipeline runs it: the per-voxel cross-validated ridge against a
 direct transcription of their code, the aggregation, the preprocessed release, word features."""
+import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +36,30 @@ def toneva_cross_val_ridge(x, y, n_splits=10, lambdas=10.0 ** np.arange(-6, 10))
     return weights, lambdas[argmin]
 
 
-def ridge_problem(n=300, p=40, t=120, seed=0):
+def ridge_problem(n=307, p=40, t=120, seed=0):
     """Features with a decaying spectrum; voxels from strong signal to pure noise, so the chosen
-    penalties spread over the grid; z-scored as the pipeline gives them to the ridge."""
+    penalties spread over the grid; z-scored as the pipeline gives them to the ridge. n is not a multiple
+    of the 10 inner folds (307: 7 blocks of 31, 3 of 30), so a cost weighted by block size differs from
+    the summed one (with n = 300 they choose alike)."""
     rng = np.random.default_rng(seed)
     x = ba.zscore(rng.normal(size=(n, p)) @ np.diag(np.linspace(2, 0.05, p)))
     strength = np.geomspace(3, 1e-3, t)
     y = x @ rng.normal(size=(p, t)) * strength / np.sqrt(p) + rng.normal(size=(n, t))
     return x, ba.zscore(y)
+
+
+def size_weighted_choice(x, y, n_splits=10, lambdas=10.0 ** np.arange(-6, 10)):
+    """The penalties a plausible wrong rule picks: Toneva's 1 - R2 per block, weighted by the block's size
+    (a cost pooled over samples) instead of summed. Only to show that a fixture tells the two apart."""
+    from sklearn.model_selection import KFold
+    cost = np.zeros((len(lambdas), y.shape[1]))
+    for trn, val in KFold(n_splits=n_splits).split(y):
+        for idx, lmbda in enumerate(lambdas):
+            weights = np.linalg.solve(x[trn].T @ x[trn] + lmbda * np.eye(x.shape[1]), x[trn].T @ y[trn])
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                cost[idx] += len(val) * (1 - np.nan_to_num(1 - np.mean((y[val] - x[val] @ weights) ** 2, 0)
+                                                           / np.var(y[val], 0)))
+    return lambdas[np.argmin(cost, axis=0)]
 
 
 def test_inner_folds_are_sklearn_kfold():
@@ -59,23 +77,26 @@ def test_ridge_cv_equals_toneva_transcription():
     pytest.importorskip("sklearn")
     x, y = ridge_problem()
     y[:, 0] = 0.0                               # constant voxel (z-scored to 0): R2 is 0/0 -> 0
-    y[30:60, 1] = 0.0                           # constant in one validation block: R2 -> -inf -> min float
-    y[:60, 2] = 5.0                              # constant in two blocks: the summed cost overflows to inf
+    y[31:62, 1] = 0.0                           # constant in one validation block: R2 -> -inf -> min float
+    y[:62, 2] = 5.0                              # constant in two blocks: the summed cost overflows to inf
     w, lam = ba.ridge_cv(x, y)
     w_ref, lam_ref = toneva_cross_val_ridge(x, y)
     np.testing.assert_array_equal(lam, lam_ref)
     np.testing.assert_allclose(w, w_ref, rtol=0, atol=1e-8)
-    assert len(np.unique(lam)) >= 5             # the case exercises much of the grid
+    assert len(np.unique(lam)) >= 5             # the case exercises much of the grid (measured 7 values)
     assert lam[0] == lam[1] == lam[2] == 1e-6   # all-equal costs: the first penalty, as np.argmin
+    # unequal inner blocks: a size-weighted cost would choose otherwise (measured: on 3 voxels)
+    assert (size_weighted_choice(x, y) != lam_ref).any()
 
 
 def test_ridge_cv_equals_transcription_with_more_features_than_samples():
     pytest.importorskip("sklearn")
-    x, y = ridge_problem(n=60, p=80, t=30, seed=3)
+    x, y = ridge_problem(n=64, p=80, t=30, seed=4)          # inner blocks of 7 and 6
     w, lam = ba.ridge_cv(x, y)
     w_ref, lam_ref = toneva_cross_val_ridge(x, y)
     np.testing.assert_array_equal(lam, lam_ref)
     np.testing.assert_allclose(w, w_ref, rtol=0, atol=1e-8)
+    assert (size_weighted_choice(x, y) != lam_ref).any()    # measured: on 2 voxels
 
 
 def test_ridge_cv_planted_signal():
@@ -86,8 +107,8 @@ def test_ridge_cv_planted_signal():
     train, test = np.arange(700), np.arange(700, 900)
     w, lam = ba.ridge_cv(ba.zscore(x[train]), ba.zscore(y[train]))
     r = ba.pearson(ba.zscore(x[test]) @ w, y[test])
-    assert r[:50].min() > 0.98 and abs(r[50:].mean()) < 0.05
-    assert np.median(lam[:50]) <= 10 and np.median(lam[50:]) >= 1e3     # noise voxels: heavy shrinkage
+    assert r[:50].min() > 0.98 and abs(r[50:].mean()) < 0.05            # measured 0.991, 0.014
+    assert np.median(lam[:50]) <= 1 and np.median(lam[50:]) >= 1e4      # noise: heavy shrinkage (.1, 1e5)
 
 
 def test_ridge_cv_bad_input():
@@ -109,46 +130,154 @@ def test_ridge_cv_bad_input():
 # --------------------------------------------------------------------------- aggregation
 
 
-def small_series(seed=0, n_voxels=12):
-    """A Wehbe-shaped time series: 2 runs, 3 words per TR, 2 subjects with unequal voxel counts."""
-    from data import Dataset
+# Toneva & Wehbe's per-fold pipeline, line by line (mtoneva/brain_language_nlp 0f519a0 utils/utils.py:
+# delay_one, delay_mat, get_nlp_features_fixed_length, prepare_fmri_features,
+# run_class_time_CV_fmri_crossval_ridge; utils/ridge_tools.py corr), and Aw & Toneva's score
+# (awwkl/brain_language_summarization f341823 all_scripts/plot_pearson.py pearson_corr). Their np.load calls
+# become arguments; their 4 runs trimmed [20:-15] are kept as written.
+
+def toneva_delay_one(mat, d):
+    new_mat = np.zeros_like(mat)
+    if d > 0:
+        new_mat[d:] = mat[:-d]
+    elif d < 0:
+        new_mat[:d] = mat[-d:]
+    else:
+        new_mat = mat
+    return new_mat
+
+
+def toneva_delay_mat(mat, delays):
+    return np.concatenate([toneva_delay_one(mat, d) for d in delays], axis=-1)
+
+
+def toneva_get_nlp_features_fixed_length(loaded, train_indicator, SKIP_WORDS, END_WORDS):
+    from sklearn.decomposition import PCA
+    train = loaded[SKIP_WORDS:END_WORDS, :][train_indicator]
+    test = loaded[SKIP_WORDS:END_WORDS, :][~train_indicator]
+    pca = PCA(n_components=10, svd_solver="full")
+    pca.fit(train)
+    return pca.transform(train), pca.transform(test)
+
+
+def toneva_prepare_fmri_features(train_features, test_features, word_train_indicator, TR_train_indicator,
+                                 time, runs, time_words, SKIP_WORDS, END_WORDS):
+    from scipy.stats import zscore
+    time_words = time_words[SKIP_WORDS:END_WORDS]
+    words_id = np.zeros([len(time_words)])
+    for i in range(len(time_words)):
+        words_id[i] = np.where(time_words[i] > time)[0][-1]
+    all_features = np.zeros([time_words.shape[0], train_features.shape[1]])
+    all_features[word_train_indicator] = train_features
+    all_features[~word_train_indicator] = test_features
+    p = all_features.shape[1]
+    tmp = np.zeros([time.shape[0], p])
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):        # their empty TRs warn
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for i in range(time.shape[0]):
+            tmp[i] = np.mean(all_features[(words_id <= i) * (words_id > i - 1)], 0)    # no word: NaN
+        tmp = toneva_delay_mat(tmp, np.arange(1, 5))
+        tmp = np.vstack([zscore(tmp[runs == i][20:-15]) for i in range(1, 5)])
+    tmp = np.nan_to_num(tmp)
+    return tmp[TR_train_indicator], tmp[~TR_train_indicator]
+
+
+def toneva_run_class_time_cv(data, loaded, time, runs, time_words, SKIP_WORDS, n_folds=4, skip=5):
+    """-> corrs (n_folds, n_voxels), the stacked test predictions and test data."""
+    from scipy.stats import zscore
+    from test_toneva_pca import toneva_CV_ind, toneva_TR_to_word_CV_ind
+    END_WORDS = len(time_words)
+    ind = toneva_CV_ind(data.shape[0], n_folds=n_folds)
+    corrs, all_test_data, all_preds = np.zeros((n_folds, data.shape[1])), [], []
+    for ind_num in range(n_folds):
+        train_ind = ind != ind_num
+        test_ind = ind == ind_num
+        word_CV_ind = toneva_TR_to_word_CV_ind(train_ind, time, runs, time_words, SKIP_WORDS, END_WORDS)
+        tmp_train_features, tmp_test_features = toneva_get_nlp_features_fixed_length(
+            loaded, word_CV_ind, SKIP_WORDS, END_WORDS)
+        train_features, test_features = toneva_prepare_fmri_features(
+            tmp_train_features, tmp_test_features, word_CV_ind, train_ind, time, runs, time_words, SKIP_WORDS,
+            END_WORDS)
+        train_data = data[train_ind]
+        test_data = data[test_ind]
+        if ind_num == 0:
+            train_data = train_data[skip:, :]
+            train_features = train_features[skip:, :]
+        elif ind_num == n_folds - 1:
+            train_data = train_data[:-skip, :]
+            train_features = train_features[:-skip, :]
+        else:
+            test_data = test_data[skip:-skip, :]
+            test_features = test_features[skip:-skip, :]
+        train_data = np.nan_to_num(zscore(np.nan_to_num(train_data)))
+        test_data = np.nan_to_num(zscore(np.nan_to_num(test_data)))
+        all_test_data.append(test_data)
+        train_features = np.nan_to_num(zscore(train_features))
+        test_features = np.nan_to_num(zscore(test_features))
+        weights, chosen_lambdas = toneva_cross_val_ridge(train_features, train_data, n_splits=10)
+        preds = np.dot(test_features, weights)
+        corrs[ind_num, :] = np.mean(zscore(preds) * zscore(test_data), 0)          # ridge_tools.corr
+        all_preds.append(preds)
+    return corrs, np.vstack(all_preds), np.vstack(all_test_data)
+
+
+def toneva_layout_series(seed=0, n_voxels=12):
+    """Word features (n_words, 24) and a Wehbe-shaped Dataset in Toneva & Wehbe's layout, far smaller: 4 runs
+    of 75, 80, 72, 78 TRs kept as [20:-15] (165 samples: 4 folds of 41, 41, 41, 42), 20 skipped words in TR 0,
+    then 1 to 4 words in every TR except 6 empty TRs early in each run and 4 late (inside the trimmed TRs,
+    outside every kept TR's delay window) and one kept TR of run 2 (inside 4 delay windows), 2 subjects with
+    3 and 9 voxels, responses planted through a 2-TR delay. -> (word features, Dataset, TR onsets, runs,
+    word onsets)."""
+    from test_toneva_pca import series
     rng = np.random.default_rng(seed)
-    word_tr = np.arange(600) // 3 + 4
-    sample_tr = np.r_[8:95, 110:200]
-    feats = rng.normal(size=(600, 16)) @ np.diag(np.linspace(3, 0.2, 16))
-    per_tr = np.zeros((210, 16))
-    np.add.at(per_tr, word_tr, feats)
-    drive = np.roll(per_tr, 2, axis=0)[sample_tr]                    # a 2-TR delay
-    y = drive @ rng.normal(size=(16, n_voxels)) * np.linspace(0.5, 0, n_voxels)
+    run_lengths = [75, 80, 72, 78]
+    count = rng.integers(1, 5, size=sum(run_lengths))
+    count[0] = 0
+    for start, length in zip(np.r_[0, np.cumsum(run_lengths)[:-1]], run_lengths):
+        count[start + 3:start + 9] = 0
+        count[start + length - 6:start + length - 2] = 0
+    count[run_lengths[0] + 40] = 0                                    # run 2's 41st TR, a kept one
+    onsets = [2.0 * t + np.sort(rng.uniform(0.05, 1.95, c)) for t, c in enumerate(count)]
+    time_words = np.concatenate([np.linspace(0.01, 1.9, 20)] + onsets)
+    ds, time, runs = series(run_lengths, time_words, first_word=20, n_folds=4, gap=5)
+    feats = rng.normal(size=(len(time_words), 24)) @ np.diag(np.linspace(3, 0.2, 24)) + 1.0
+    per_tr = np.zeros((ds.n_tr, 24))
+    np.add.at(per_tr, ds.word_tr, feats)
+    drive = np.roll(per_tr, 2, axis=0)[ds.sample_tr]                 # a 2-TR delay
+    y = drive @ rng.normal(size=(24, n_voxels)) * np.linspace(0.5, 0, n_voxels)
     y = (y + rng.normal(size=y.shape)).astype(np.float32)
-    ds = Dataset("tiny", [f"w{i}" for i in range(600)], ["g"] * 600, y,
-                 np.array(["a"] * 3 + ["b"] * (n_voxels - 3)), n_folds=4, gap=5,
-                 word_tr=word_tr, sample_tr=sample_tr, n_tr=210, first_word=5)
-    return feats, ds
+    ds = dataclasses.replace(ds, responses=y, subjects=np.array(["a"] * 3 + ["b"] * (n_voxels - 3)))
+    return feats, ds, time, runs, time_words
 
 
 def test_time_series_r_equals_toneva_folds_and_aw_concatenation():
-    """Per fold as Toneva's run_class_time_CV_fmri_crossval_ridge (scipy zscore of train and test
-    separately, their cross_val_ridge), then Aw & Toneva's pearson_corr on the stacked test folds."""
+    """Every step against the authors' code transcribed above, nothing of brainalign's in the reference:
+    Toneva's folds, PCA words, PCA(10) fit on them, TR means, delays 1-4, per-run z-scores, the gap,
+    z-scores of train and test apart, their cross_val_ridge, per-fold corr; Aw & Toneva's pearson_corr on
+    the stacked test folds, the mean over each subject's voxels, then over subjects."""
     pytest.importorskip("sklearn")
     from scipy.stats import zscore
-    feats, ds = small_series()
-    splits = ba.kfold_splits(len(ds.sample_tr), 4, gap=5)
-    preds, tests = [], []
+    feats, ds, time, runs, time_words = toneva_layout_series()
+    # Toneva's mean over a TR without words is NaN, which zeroes its delay column in that run (zscore, then
+    # nan_to_num): run 2's empty kept TR zeroes its 4 delay blocks there (brainalign once gave such a TR 0,
+    # the PCA mean: r up to 0.44 apart). Also: 165 samples in 4 folds (not a multiple), 1 to 4 words per TR,
+    # features off-centre
+    counts = np.bincount(ds.word_tr[ds.first_word:], minlength=ds.n_tr)
+    assert len(ds.sample_tr) % 4 and (counts == 0).sum() == 1 + 40 + 1 and len(set(counts[ds.sample_tr])) == 5
+    assert sum(not (counts[t - 4:t] > 0).all() for t in ds.sample_tr) == 4      # windows holding that TR
     y = ds.responses.astype(np.float64)              # scipy's zscore would stay in float32
-    for train, test in splits:
-        x = ba.tr_features(feats, ds, train)
-        w, _ = toneva_cross_val_ridge(np.nan_to_num(zscore(x[train])), np.nan_to_num(zscore(y[train])))
-        preds.append(np.nan_to_num(zscore(x[test])) @ w)
-        tests.append(np.nan_to_num(zscore(y[test])))
-    preds, tests = np.vstack(preds), np.vstack(tests)
-    expect = np.mean(zscore(preds) * zscore(tests), 0)
+    corrs, preds, tests = toneva_run_class_time_cv(y, feats, time, runs, time_words, ds.first_word)
+    expect = np.mean(zscore(preds) * zscore(tests), 0)                          # plot_pearson.pearson_corr
     r, per_fold = ba.cross_validate_time_series(feats, ds, chunk=5)    # chunks: 5, 5, 2 voxels
-    np.testing.assert_allclose(r, expect, rtol=0, atol=1e-8)
-    assert per_fold.shape == (4, 12) and not np.allclose(per_fold.mean(axis=0), r)
+    np.testing.assert_allclose(r, expect, rtol=0, atol=1e-8)             # measured 3e-16
+    # the fold inside run 2 has only zeroed features, so constant predictions: their corr is NaN, pearson's 0
+    assert np.isnan(corrs[1]).all() and not np.isnan(corrs[[0, 2, 3]]).any()
+    np.testing.assert_allclose(per_fold, np.nan_to_num(corrs), rtol=0, atol=1e-8)
+    assert np.abs(per_fold.mean(axis=0) - r).max() > 0.05   # stacking is not the mean of folds (measured 0.21)
     score = ba.summarize_time_series(r, per_fold, ds.subjects)
     assert score.per_subject == pytest.approx({"a": expect[:3].mean(), "b": expect[3:].mean()}, abs=1e-8)
     assert score.score == pytest.approx((expect[:3].mean() + expect[3:].mean()) / 2, abs=1e-8)
+    assert 0.25 < score.per_subject["a"] < 0.35 and 0.25 < score.per_subject["b"] < 0.35  # measured .29, .31
 
 
 def test_summarize_time_series_by_hand():
