@@ -10,8 +10,13 @@ Blank2014 1,317 x 60 fROIs; Fedorenko2016 416 x 97 electrodes; Wehbe2014 1,211 T
 as tokens x 2 x parameters FLOPs, at an assumed 30% of an H100's 989 bf16 TFLOP/s.
 brainalign.LAYER_SECONDS holds this script's per-layer seconds; a run projects its duration from them.
 
-Measured (December 2026, a shared 2-core Xeon with AVX-512, OpenBLAS, one run):
-  see the README's estimate of --all; the printout gives every input.
+Measured (December 2026, a shared 2-core Xeon with AVX-512, OpenBLAS, one run, load ~1.5):
+  one layer, one core: Pereira2018 2.53 s (both experiments), Blank2014 7.49 s, Fedorenko2016 0.98 s,
+  Wehbe2014 42.2 s (PCA ~4.5 s; per 40,000 voxels: ridge 2.9 s, z-scores 1.4 s, Pearson 1.6 s);
+  --all, 25 models, 1,041 layers each dataset: Pereira2018 0.73, Blank2014 2.17, Wehbe2014 12.2 CPU-hours,
+  15.1 in all; forward passes ~192,000 tokens per model, 6.9e16 FLOP, ~4 GPU-minutes at 30% of an H100.
+  4 layers of Pereira 243 on the 2 vCPUs (wall): BLAS threads 0.38x the one-thread time (slower: the
+  second vCPU is shared), forked one-thread workers 1.08x; no clean all-cores ratio on this machine.
 """
 import sys
 import time

@@ -79,12 +79,15 @@ def test_ridge_cv_equals_toneva_transcription():
     y[:, 0] = 0.0                               # constant voxel (z-scored to 0): R2 is 0/0 -> 0
     y[31:62, 1] = 0.0                           # constant in one validation block: R2 -> -inf -> min float
     y[:62, 2] = 5.0                              # constant in two blocks: the summed cost overflows to inf
+    # nearly constant in one block: its variance (~1e-20) is below the rounding of |y|^2 / n - mean^2, so
+    # only a direct np.var, Toneva's, ranks the penalties (a shortcut there picks 1e-6, not 1e9)
+    y[62:93, 3] = 5.0 + 1e-10 * np.random.default_rng(5).normal(size=31)
     w, lam = ba.ridge_cv(x, y)
     w_ref, lam_ref = toneva_cross_val_ridge(x, y)
     np.testing.assert_array_equal(lam, lam_ref)
     np.testing.assert_allclose(w, w_ref, rtol=0, atol=1e-8)
     assert len(np.unique(lam)) >= 5             # the case exercises much of the grid (measured 7 values)
-    assert lam[0] == lam[1] == lam[2] == 1e-6   # all-equal costs: the first penalty, as np.argmin
+    assert lam[0] == lam[1] == lam[2] == 1e-6 and lam[3] == 1e9   # all-equal costs: the first penalty
     # unequal inner blocks: a size-weighted cost would choose otherwise (measured: on 3 voxels)
     assert (size_weighted_choice(x, y) != lam_ref).any()
 
