@@ -235,10 +235,10 @@ def cores(jobs=0):
 
 def _map(task, n, jobs=0, progress=False, desc=""):
     """[task(i) for i in range(n)], each on one BLAS thread, in `jobs` forked processes (0: cores()) that
-    share the data, not copy it: the same results whatever `jobs`. Without fork (Windows): here, in turn."""
+    share the data, not copy it: the same results whatever `jobs`. Off Linux (no safe fork): here, in turn."""
     global _TASK
     _TASK, jobs = task, min(cores(jobs), n)
-    if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+    if jobs <= 1 or not sys.platform.startswith("linux"):
         return [_one(i) for i in tqdm(range(n), desc, disable=not progress, leave=False)]
     with warnings.catch_warnings():     # Python >= 3.12 warns of fork beside threads; workers run numpy
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -2,7 +2,7 @@
 real shape on one core, extrapolated to the paper's 25 models (their layer counts, embeddings included);
 and which way of using every core is faster for whole layers, as ratios in one run. Not collected by pytest.
 
-    python tests/bench_cost.py           # ~3 minutes
+    python tests/bench_cost.py           # ~3 minutes; --before: also the paths before the speed work (~10)
 
 Shapes: 4,096 features (LLaMA-7B's width); Pereira2018 384 x 12,155 and 243 x 8,031 voxels, 10 splits;
 Blank2014 1,317 x 60 fROIs; Fedorenko2016 416 x 97 electrodes; Wehbe2014 1,211 TRs x 8 subjects x
@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 import brainalign as ba  # noqa: E402
 import data  # noqa: E402
 import models  # noqa: E402
@@ -62,7 +63,8 @@ def seconds(f, clock=time.process_time):
     return clock() - t0
 
 
-def main():
+def one_layer_each():
+    """{dataset: CPU seconds of one layer on one core} at the real shapes."""
     per_layer = {}
     with threadpool_limits(1):
         for name, n, t in (("Pereira2018", 384, 12155), ("Pereira2018 243", 243, 8031), ("Blank2014", 1317, 60),
@@ -71,6 +73,33 @@ def main():
             per_layer[name] = seconds(lambda: ba.score_layers(x, y, ids=ids, jobs=1))
         acts, ds = wehbe(240000)
         per_layer["Wehbe2014"] = seconds(lambda: ba.cross_validate_time_series(acts[:, 0], ds))
+    return per_layer
+
+
+def before_issue_18():
+    """The same, as brainalign scored before the speed work: the exact fit_predict on every split, the
+    ridge that predicts every penalty (bench_ridge.previous_ridge_cv), x.std's z-score, 20,000 voxels a block."""
+    from bench_ridge import previous_ridge_cv
+
+    def old_zscore(x):
+        x = np.asarray(x, dtype=np.float64)
+        sd = x.std(axis=0)
+        return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    now = ba.fit_predict_fast, ba.ridge_cv, ba.zscore, ba.cross_validate_time_series.__defaults__
+    ba.fit_predict_fast, ba.ridge_cv, ba.zscore = ba.fit_predict, previous_ridge_cv, old_zscore
+    ba.cross_validate_time_series.__defaults__ = (20000,)
+    try:
+        return one_layer_each()
+    finally:
+        ba.fit_predict_fast, ba.ridge_cv, ba.zscore, ba.cross_validate_time_series.__defaults__ = now
+
+
+def main(before=False):
+    per_layer = one_layer_each()
+    if before:
+        old = before_issue_18()
+        print("one layer, one core, before -> after (s):", {d: f"{old[d]:.1f} -> {s:.2f} ({old[d] / s:.1f}x)"
+                                                           for d, s in per_layer.items()})
     per_layer["Pereira2018"] += per_layer.pop("Pereira2018 243")
     print("one layer, one core (s):", {d: round(s, 2) for d, s in per_layer.items()})
     paper = [i for i in models.MODELS.values() if i.in_paper]
@@ -94,4 +123,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(before="--before" in sys.argv)

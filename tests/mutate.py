@@ -14,37 +14,29 @@ a mistyped test id, or a mutant that does not import), which proves nothing. The
 first, so a test that fails anyway cannot pass for a kill. Mutants that cannot change any result are
 listed in EQUIVALENT with the reason and are not run.
 
-Results (December 2026, `python tests/mutate.py`, 7.5 minutes on a shared 2-core machine): 144 mutants,
-144 killed (100%), none survived, stale or broken. Per area: split 9, fit 7 (row order and numerics
-passed down included), fast 5, pearson 3, agg 8, layer 12, series 14 (Toneva's PCA words, delays),
-ridge 6, futrell 11, table 13, norm 4 (--brainscore), record 13 (keys, validation, CLI settings), data
-20, model 19 (readout, token types, T5 decoder inputs, contexts, cache keys). Thirteen of them survived
-the tests as they were right after the redesign (60d5402; its scoring, data, run and report test files)
-and were killed by strengthening them: fit-5..7, fast-2..5 and layer-9 (test_encoder: the fast fit
-against the SVD reference with more targets than stimuli; each split fit in the string order of the
-stimulus ids, against sklearn 1.5's steps written out), layer-10 (run_one passes the stimulus ids),
-series-6 and series-8 (test_tr_features_by_hand: a TR without words, the default delays by hand),
-norm-3 and norm-4 (a negative part, behaviour above its ceiling). data-3 was caught only by an error
-message elsewhere;
-test_pereira2018_parts now checks a neuroid missing one response. Four mutants are equivalent and not
-run (EQUIVALENT below): bh_fdr's clip at 1, an attention mask for causal models, the run floor in
-pca_training_words, and "brainscore" in the record key (models.identity already carries it).
+Results (December 2026, `python tests/mutate.py`, about 5 minutes on a shared 2-core machine): 164
+mutants, 164 killed (100%), none survived, stale or broken; 3 equivalent, not run. Per area: split 9,
+fit 8, fast 5, pearson 3, agg 8, layer 16, series 18, ridge 8, futrell 13, table 13, norm 5, record 16,
+par 3 (forked workers, the projected cost, a Ctrl-C that stops only run()'s scorer), data 20, model 19.
 
-Added after it (December 2026, `--only` on the working tree): 14 mutants, one or more for each kind of
-weak test found in a pass over the suite, all 14 killed, and each survived the tests it names as they were
-before that pass. A setting lost on its way down from the command line or brainalign.run: layer-13..16,
-futrell-12, table-14, record-14, record-15 (tests/test_run.py records every models and data call, and
-scores Blank2014 against Brain-Score 2023's layer score transcribed, with and without --brainscore). An
-expectation built with the code under test: series-15 (the Wehbe2014 test now transcribes Toneva &
-Wehbe's per-fold pipeline). A fixture too regular: futrell-13 (13 subjects, an odd count), series-16 (the
-hand-made TR case fits the PCA on some words only). An assertion that could not fail: norm-5 (behaviour
-below its ceiling, not only clipped at 1), record-16 (the key test varies the data files). A strict test
-loose on another BLAS kernel: fit-8 (the sklearn 1.5 fixtures' lenient branch bounds the mean |r -
-fixture|, which the float64 fit exceeds). On the committed code of 07fcb89 with these tests (series-16
-not yet in), the areas split fit fast pearson agg layer series ridge futrell table norm record gave 108
-killed, none survived, 10 stale: layer-9..11, ridge-1, -2, -5, -6 and record-11 (their code was
-rewritten: the ridge, the forked workers) and layer-14, futrell-12 (they quote the working tree's
-run_one, newer than that commit).
+How the suite got there. After the redesign (60d5402) thirteen mutants survived and were killed by
+strengthening the tests: fit-5..7, fast-2..5, layer-9 (the fast fit against an SVD reference with more
+targets than stimuli; each split fit in the string order of the stimulus ids, against sklearn 1.5's
+steps written out), layer-10, series-6, series-8 (a TR without words; the default delays by hand),
+norm-3, norm-4. A pass over the suite for five kinds of weak test then added 14 mutants, each of which
+survived the tests it names as they were: a setting lost on its way down from the command line or
+brainalign.run (layer-13..16, futrell-12, table-14, record-14, record-15: tests/test_run.py records
+every models and data call and scores Blank2014 against Brain-Score 2023's layer score transcribed);
+an expectation built with the code under test (series-15: the Wehbe2014 test transcribes Toneva &
+Wehbe's per-fold pipeline); a fixture too regular (futrell-13: 13 subjects; series-16: the PCA fit on
+some words only; the ridge fixtures' inner folds of unequal size); an assertion that could not fail
+(norm-5, record-16); a strict test loose on another BLAS kernel (fit-8: the sklearn 1.5 fixtures'
+lenient branch bounds the mean |r - fixture|, which the float64 fit exceeds). The speed work rewrote
+the ridge and the splits; ridge-1..8 quote the new ridge_cv (ridge-8 survived until the transcription
+test got a nearly constant block, whose variance only a direct np.var resolves), series-17 and -18 pin
+Toneva's empty-TR quirk (NaN, then 0 for the run), par-1..3 the parallel path. Equivalent (EQUIVALENT
+below): an attention mask for causal models, the run floor in pca_training_words, and "brainscore" in
+the record key (models.identity already carries it).
 
 Not a mutant here: the fast fit's centring matrix C = I - 11ᵀ/n instead of I (fit_predict_fast) changes
 float32 predictions only at rounding level, as much as BLAS kernels do; tests/bench_fit.py measures it.

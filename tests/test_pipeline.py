@@ -87,7 +87,8 @@ def test_main_scores_real_format_files_and_a_rerun_loads_nothing(world, monkeypa
     assert list(wehbe["parts"]["Wehbe2014"]["per_subject"][wehbe["best_layer"]]) == list("FHIJKLMN")
     # the planted layer wins, with the score its noise allows
     assert pereira["best_layer"] == PLANTED["Pereira2018"] and wehbe["best_layer"] == PLANTED["Wehbe2014"]
-    assert pereira["score"] > 0.6 and wehbe["score"] > 0.75       # measured 0.690 and 0.806
+    # measured 0.679 and 0.616 (the release layout's empty TRs zero delay columns, as Toneva's code does)
+    assert pereira["score"] > 0.6 and wehbe["score"] > 0.55
     row = list(tables.values())[0][0]
     assert row["model"] == models.resolve(str(model)).name and "Average" in row
     monkeypatch.setattr(models, "extract", lambda *a, **k: pytest.fail("a model was run again"))
