@@ -474,7 +474,7 @@ class Settings:
 
 # CPU seconds to score one layer on one core at the real shapes (4,096 features), from tests/bench_cost.py
 # on a 2-core Xeon (AVX-512, OpenBLAS): what a run projects its duration from, and the README's estimate
-LAYER_SECONDS = {"Pereira2018": 2.5, "Blank2014": 7.5, "Wehbe2014": 42.0, "Fedorenko2016": 1.0}
+LAYER_SECONDS = {"Pereira2018": 2.5, "Blank2014": 7.5, "Wehbe2014": 40.5, "Fedorenko2016": 1.0}
 
 def projection(todo, info, jobs):
     """Print the projected scoring time of the (model, dataset) jobs (registry layer counts; unknown: 0) ->
@@ -568,8 +568,8 @@ def run(infos, datasets, settings, out, loaded=None):
     """Every model (infos: [models.ModelInfo]) on every dataset, from its record or scored -> the tables,
     written with the figures to `out`. The data needed (or `loaded`, in memory) load before any model."""
     loaded, places, errors = dict(loaded or {}), {}, {}
-    run_id = {"models": [i.name for i in infos], "datasets": list(datasets), "settings": {    # the settings
-        k: getattr(settings, k) for k in ("brainscore", "layer_choice", "dtype", "data_files")}}  # of numbers
+    run_id = {"models": [i.name for i in infos], "datasets": list(datasets), "settings": {   # those that
+        k: getattr(settings, k) for k in ("brainscore", "layer_choice", "dtype", "data_files")}}  # set scores
     check_out(out, run_id)
     for d in datasets:
         try:

@@ -10,13 +10,14 @@ Blank2014 1,317 x 60 fROIs; Fedorenko2016 416 x 97 electrodes; Wehbe2014 1,211 T
 as tokens x 2 x parameters FLOPs, at an assumed 30% of an H100's 989 bf16 TFLOP/s.
 brainalign.LAYER_SECONDS holds this script's per-layer seconds; a run projects its duration from them.
 
-Measured (December 2026, a shared 2-core Xeon with AVX-512, OpenBLAS, one run, load ~1.5):
-  one layer, one core: Pereira2018 2.53 s (both experiments), Blank2014 7.49 s, Fedorenko2016 0.98 s,
-  Wehbe2014 42.2 s (PCA ~4.5 s; per 40,000 voxels: ridge 2.9 s, z-scores 1.4 s, Pearson 1.6 s);
-  --all, 25 models, 1,041 layers each dataset: Pereira2018 0.73, Blank2014 2.17, Wehbe2014 12.2 CPU-hours,
-  15.1 in all; forward passes ~192,000 tokens per model, 6.9e16 FLOP, ~4 GPU-minutes at 30% of an H100.
-  4 layers of Pereira 243 on the 2 vCPUs (wall): BLAS threads 0.38x the one-thread time (slower: the
-  second vCPU is shared), forked one-thread workers 1.08x; no clean all-cores ratio on this machine.
+Measured (December 2026, a shared 2-core Xeon with AVX-512, OpenBLAS, one run of --before, load < 1):
+  one layer, one core, before -> after the speed work: Pereira 384 44.8 -> 1.74 s (25.7x), Pereira 243
+  17.2 -> 0.72 s (23.9x), Blank2014 7.6 -> 7.53 s and Fedorenko2016 1.0 -> 0.98 s (fewer targets than
+  stimuli: the exact call either way), Wehbe2014 202.6 -> 40.5 s (5.0x; PCA ~4.5 s, then per 40,000
+  voxels ridge 2.9 s, z-scores 1.4 s, Pearson 1.6 s). --all, 25 models, 1,041 layers each dataset:
+  Pereira2018 0.71, Blank2014 2.18, Wehbe2014 11.7 CPU-hours, 14.6 in all (~79 before); forward passes
+  ~192,000 tokens per model, 6.9e16 FLOP, ~4 GPU-minutes at 30% of an H100. 4 layers of Pereira 243 on
+  the 2 vCPUs (wall, against one thread): forked one-thread workers 1.90x faster, BLAS threads 0.42x.
 """
 import sys
 import time
@@ -45,7 +46,7 @@ def wehbe(voxels, seed=0):
     rng = np.random.default_rng(seed)
     runs = [(20, 331), (356, 671), (696, 1005), (1030, 1336)]              # 4 runs, 20/15-TR trims
     sample_tr = np.concatenate([np.arange(a, b) for a, b in runs])[:1211]
-    word_tr = np.sort(rng.integers(0, 1351, 5176))
+    word_tr = np.linspace(0, 1350, 5176).astype(int)                      # 3-4 words in every TR
     y = rng.normal(size=(len(sample_tr), voxels)).astype(np.float32)
     ds = data.Dataset("Wehbe2014", [f"w{i}" for i in range(5176)], ["c9"] * 5176, y,
                       np.repeat(list(data.WEHBE_SUBJECTS), voxels // 8), n_folds=4, gap=5, word_tr=word_tr,
