@@ -2,7 +2,6 @@
 whose singular values straddle the cutoff), scipy.stats.pearsonr, Brain-Score's 2023 fit as
 scikit-learn 1.5 computed it (tests/fixtures, made by tests/make_sklearn2023_fixtures.py), a planted
 signal, a tiny hand-checked case, and every bad input and meaningless split."""
-import warnings
 
 import numpy as np
 import pytest

@@ -10,7 +10,7 @@ import pytest
 import brainalign as ba
 import data
 import models
-from test_run import dataset, fake_models, go, info  # noqa: F401  (fake_models: a fixture)
+from test_run import fake_models, go, info  # noqa: F401  (fake_models: a fixture)
 
 fork = pytest.mark.skipif(not ba.sys.platform.startswith("linux"), reason="forked workers on Linux only")
 

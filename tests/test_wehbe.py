@@ -2,7 +2,6 @@
 direct transcription of their code, the aggregation, the preprocessed release, word features."""
 import dataclasses
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
