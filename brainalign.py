@@ -131,14 +131,32 @@ def pearson(a, b):
     A column constant on either side, up to rounding (its centred norm <= sqrt(n) * n * eps * max|x|:
     0.1 repeated centres to ~1e-17, not 0, and would correlate at |r| ~ 0.9 with noise), has no r: it
     scores 0 with a warning, so it neither poisons a median with NaN nor inflates it."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    ac, bc = a - a.mean(axis=0), b - b.mean(axis=0)
-    norm_a, norm_b = np.sqrt((ac * ac).sum(axis=0)), np.sqrt((bc * bc).sum(axis=0))
-    bound = len(a) ** 1.5 * np.finfo(np.float64).eps                 # sqrt(n) * n * eps, times max|x|
-    ok = (norm_a > bound * abs(a).max(axis=0, initial=0)) & (norm_b > bound * abs(b).max(axis=0, initial=0))
+    return fold_pearson([a], [b])[0][0]
+
+def fold_pearson(a, b):
+    """pearson of each fold's (a, b), lists of (n_fold, n_targets), and of the folds stacked -> (per fold
+    (n_folds, n_targets), stacked (n_targets,)). Why not pearson on the stack: each fold's centred sums,
+    combined by Chan, Golub & LeVeque's (1979) update, give both in one pass over the data, not two."""
+    sums = []
+    for x, y in zip(a, b):
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        xc, yc = x - (mx := x.mean(axis=0)), y - (my := y.mean(axis=0))
+        sums.append((mx, my, np.einsum("ij,ij->j", xc, yc), np.einsum("ij,ij->j", xc, xc),
+                     np.einsum("ij,ij->j", yc, yc), abs(x).max(axis=0, initial=0), abs(y).max(axis=0, initial=0)))
+    mx, my, xy, xx, yy, x_max, y_max = map(np.array, zip(*sums))                 # (n_folds, n_targets)
+    n = np.array([[len(x)] for x in a], dtype=np.float64)                         # (n_folds, 1)
+    dx, dy = mx - (n * mx).sum(axis=0) / n.sum(), my - (n * my).sum(axis=0) / n.sum()   # fold - all mean
+    per_fold = _r(xy, xx, yy, n, x_max, y_max)                                     # one fold: the same
+    return per_fold, per_fold[0] if len(n) == 1 else _r((xy + n * dx * dy).sum(axis=0), (xx + n * dx * dx)
+                                                        .sum(axis=0), (yy + n * dy * dy).sum(axis=0), n.sum(), x_max.max(axis=0), y_max.max(axis=0))
+
+def _r(xy, xx, yy, n, x_max, y_max):
+    """r from centred sums of products over n rows; 0, with a warning, where a side is constant."""
+    norm_x, norm_y, bound = np.sqrt(xx), np.sqrt(yy), n ** 1.5 * np.finfo(np.float64).eps  # sqrt(n) n eps
+    ok = (norm_x > bound * x_max) & (norm_y > bound * y_max)
     if not ok.all():
         warnings.warn(f"{(~ok).sum()} constant column(s) have no Pearson r; scored as 0")
-    return np.where(ok, (ac * bc).sum(axis=0) / np.where(ok, norm_a * norm_b, 1.0), 0.0)
+    return np.where(ok, xy / np.where(ok, norm_x * norm_y, 1.0), 0.0)
 
 @dataclass
 class Score:
@@ -330,14 +348,16 @@ def ridge_cv(x, y, penalties=RIDGE_PENALTIES, n_splits=10):
     H_kl = G_kl / (lam_l - lam_k): every penalty's SSE is one (n_pen, 2p) x (2p, n_targets) product.
     Explicit predictions instead where that could lose digits: (nearly) constant validation blocks
     (Toneva's R2 through nan_to_num: 0/0 costs 1, x/0 ~1.8e308) and folds with close singular values."""
-    x, y = _as_matrix("x", x).astype(np.float64), _as_matrix("y", y).astype(np.float64, copy=False)
-    pen = np.asarray(penalties, dtype=np.float64)
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"x must be (n, p) and y (n, n_targets) with the same n; got {x.shape}, {y.shape}")
+    return ridge_solve(ridge_factors(x, penalties, n_splits), y)
+
+def ridge_factors(x, penalties=RIDGE_PENALTIES, n_splits=10):
+    """ridge_cv's work on x alone (each inner fold's SVD and the small matrices above), done once for
+    every block of targets -> a tuple for ridge_solve."""
+    x, pen = _as_matrix("x", x).astype(np.float64), np.asarray(penalties, dtype=np.float64)
     if pen.ndim != 1 or pen.size == 0 or not (pen > 0).all():
         raise ValueError(f"penalties must be a non-empty 1-D array of positive values, got {penalties!r}")
-    xa, folds = np.c_[x, np.ones(len(x))], []                  # a column of ones: y's block sums below
-    for _, val in inner_folds(len(x), n_splits):               # the factors of each inner fold, once
+    folds = []
+    for _, val in inner_folds(len(x), n_splits):
         lo, hi = val[0], val[-1] + 1                            # contiguous blocks: slices, not copies
         _, s, vt = np.linalg.svd(np.r_[x[:lo], x[hi:]], full_matrices=False)
         a, lam, eye = x[lo:hi] @ vt.T, s ** 2, np.eye(len(s))                 # (n_val, r), (r,)
@@ -346,22 +366,39 @@ def ridge_cv(x, y, penalties=RIDGE_PENALTIES, n_splits=10):
             h = gram / (lam - lam[:, None] + eye) * (1 - eye)                 # H, 0 on the diagonal
         apart = (lam[1:] < (1 - 1e-4) * lam[:-1]).all()                       # partial fractions hold
         folds.append((lo, hi, vt, a, g, h, np.c_[g * g * np.diag(gram), 2 * g], apart))
-    _, s, vt = np.linalg.svd(x, full_matrices=False)
-    weights, best = np.empty((x.shape[1], y.shape[1])), np.empty(y.shape[1], dtype=int)
+    return np.c_[x, np.ones(len(x))], pen, folds, np.linalg.svd(x, full_matrices=False)[1:]
+
+def ridge_solve(factors, y, width=512):
+    """ridge_cv's (weights, chosen penalty) for y (n, n_targets) from ridge_factors(x, ...), `width`
+    targets at a time (they stay in cache), the products written in place (no temporaries to fault in)."""
+    (xa, pen, folds, (s, vt)), y = factors, _as_matrix("y", y).astype(np.float64, copy=False)
+    if len(xa) != len(y):
+        raise ValueError(f"x must be (n, p) and y (n, n_targets) with the same n; got {len(xa)}, {y.shape}")
+    weights, best = np.empty((vt.shape[1], y.shape[1])), np.empty(y.shape[1], dtype=int)
     yy = np.stack([np.einsum("ij,ij->j", y[lo:hi], y[lo:hi]) for lo, hi, *_ in folds])   # |y_val|^2 (K, n_t)
-    for cols in (slice(i, i + 1024) for i in range(0, y.shape[1], 1024)):     # targets that stay in cache
-        xvy = np.stack([xa[lo:hi].T @ y[lo:hi, cols] for lo, hi, *_ in folds])  # (K, p + 1, n_cols)
-        xy, cost = xvy.sum(axis=0)[:-1], np.zeros((pen.size, xvy.shape[2]))  # x^T y: the blocks' sum
+    xvy = np.empty((len(folds), xa.shape[1], width))  # x_val^T y_val of each block; last row: y_val's sums
+    for cols in (slice(i, i + width) for i in range(0, y.shape[1], width)):
+        w = len(range(y.shape[1])[cols])
+        for (lo, hi, *_), out in zip(folds, xvy):
+            np.matmul(xa[lo:hi].T, y[lo:hi, cols], out=out[:, :w])
+        xy, cost = xvy[:, :-1, :w].sum(axis=0), np.zeros((pen.size, w))      # x^T y: the blocks' sum
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            for (lo, hi, vt_k, a, g, h, coef, apart), xvy_k, yy_k in zip(folds, xvy, yy[:, cols]):
-                c = vt_k @ xvy_k[:-1]                                         # (r, n_cols)
-                b = vt_k @ xy - c
+            for (lo, hi, vt_k, a, g, h, coef, apart), xvy_k, yy_k in zip(folds, xvy[:, :, :w], yy[:, cols]):
+                c = vt_k @ xvy_k[:-1]                                         # (r, w)
+                b = vt_k @ xy
+                b -= c
+                rhs = np.empty((2 * len(b), w))                               # [b^2, b (H b - c)]
+                np.multiply(b, b, out=rhs[:len(b)])
+                hb_c = np.matmul(h, b, out=rhs[len(b):])
+                hb_c -= c
+                hb_c *= b
                 var = yy_k / (hi - lo) - (xvy_k[-1] / (hi - lo)) ** 2
                 slow = ~(var > 1e-3 * yy_k / (hi - lo)) | ~apart
-                rhs = np.empty((2 * len(b), b.shape[1]))                      # [b^2, b (H b - c)]
-                np.multiply(b, b, out=rhs[:len(b)])
-                np.multiply(b, h @ b - c, out=rhs[len(b):])
-                cost += np.where(slow, 0, (coef @ rhs + yy_k) / ((hi - lo) * var))
+                part = coef @ rhs
+                part += yy_k
+                part /= (hi - lo) * var
+                part[:, slow] = 0
+                cost += part
                 if slow.any():                                                # Toneva's arithmetic
                     real = y[lo:hi, cols][:, slow]
                     for i in range(pen.size):
@@ -371,22 +408,31 @@ def ridge_cv(x, y, penalties=RIDGE_PENALTIES, n_splits=10):
         weights[:, cols] = vt.T @ ((vt @ xy) / (s[:, None] ** 2 + pen[best[cols]]))
     return weights, pen[best]
 
-def cross_validate_time_series(word_features, ds, chunk=2048):
-    """r of every target on the test folds stacked (f341823 all_scripts/plot_pearson.py) -> (r (n_targets,),
-    per fold (n_folds, n_targets)). Per fold as 0f519a0 utils/utils.py run_class_time_CV_fmri_crossval_ridge:
-    TR features; train and test z-scored apart (the test fold on its own statistics); ridge_cv; `chunk`
-    targets at a time (blocks that stay in cache)."""
+def cross_validate_time_series(word_features, ds, jobs=0, progress=False, chunk=2048):
+    """r of every layer's targets on the test folds stacked (f341823 all_scripts/plot_pearson.py) -> (r
+    (n_layers, n_targets), per fold (n_layers, n_folds, n_targets)); word_features (n_words, n_layers,
+    n_features). Per fold as 0f519a0 utils/utils.py run_class_time_CV_fmri_crossval_ridge: TR features;
+    train and test z-scored apart (the test fold on its own statistics); ridge_cv. Why in two passes:
+    each layer's TR features and ridge factors once (in parallel over layers), then blocks of `chunk`
+    targets (in parallel), every layer in each: a block's z-scores serve all layers and stay in cache."""
     splits = kfold_splits(ds.responses.shape[0], ds.n_folds, ds.gap)
     y = ds.responses                                                  # (n_samples, n_targets) float32
-    feats = [tr_features(word_features, ds, train) for train, _ in splits]   # (n_samples, 40) each
-    r, per_fold = np.empty(y.shape[1]), np.empty((len(splits), y.shape[1]))
-    for lo in range(0, y.shape[1], chunk):
-        cols, preds, reals = slice(lo, lo + chunk), [], []
-        for i, (x, (train, test)) in enumerate(zip(feats, splits)):
-            preds.append(zscore(x[test]) @ ridge_cv(zscore(x[train]), zscore(y[train, cols]))[0])
-            reals.append(zscore(y[test, cols]))
-            per_fold[i, cols] = pearson(preds[-1], reals[-1])
-        r[cols] = pearson(np.concatenate(preds), np.concatenate(reals))
+
+    def layer(i):                               # -> per fold: (z-scored test features, ridge factors)
+        feats = [tr_features(word_features[:, i], ds, train) for train, _ in splits]     # (n_samples, 40)
+        return [(zscore(x[test]), ridge_factors(zscore(x[train]))) for x, (train, test) in zip(feats, splits)]
+
+    def block(k):                               # -> every layer's (r, per fold) on the k-th block of targets
+        cols, out = slice(k * chunk, (k + 1) * chunk), []
+        trains, reals = [[zscore(y[rows, cols]) for rows in fold] for fold in zip(*splits)]
+        for fold_fits in fitted:
+            preds = [x_test @ ridge_solve(f, y_train)[0] for (x_test, f), y_train in zip(fold_fits, trains)]
+            out.append(fold_pearson(preds, reals)[::-1])
+        return out
+    fitted = _map(layer, word_features.shape[1], jobs, progress, "layers: TR features")
+    blocks = _map(block, -(-y.shape[1] // chunk), jobs, progress, "voxel blocks")   # ceil
+    r = np.array([np.concatenate([b[i][0] for b in blocks]) for i in range(len(fitted))])
+    per_fold = np.array([np.concatenate([b[i][1] for b in blocks], axis=1) for i in range(len(fitted))])
     return r, per_fold
 
 def summarize_time_series(r, per_fold, subjects):
@@ -551,8 +597,8 @@ def _scored(info, parts, acts, settings):
     for ds in parts:
         a = acts[ds.name]
         if ds.word_tr is not None:              # a time series (Wehbe2014): Toneva & Wehbe's pipeline
-            series = lambda i: summarize_time_series(*cross_validate_time_series(a[:, i], ds), ds.subjects)
-            per_layer = _map(series, a.shape[1], settings.jobs, True, "layers")
+            r, per_fold = cross_validate_time_series(a, ds, settings.jobs, progress=True)
+            per_layer = [summarize_time_series(*pair, ds.subjects) for pair in zip(r, per_fold)]
         else:
             per_layer = score_layers(a, ds.responses, ds.subjects, ds.stimulus_ids, settings.numerics,
                                      progress=True, jobs=settings.jobs)

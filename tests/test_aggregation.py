@@ -85,8 +85,9 @@ INFO = types.SimpleNamespace(name="m", hub_id="m", base=None)
 
 def test_time_series_parts_average_voxels_per_subject_then_subjects(monkeypatch):
     # layer i's fake r: R[0, :4] shifted by i / 10; subject means, then their mean, are what is kept
-    def fake(word_features, ds):
-        return R[0, :4] + word_features[0, 0] / 10, R[:, :4]
+    def fake(word_features, ds, jobs=0, progress=False):           # every layer at once: (r, per fold)
+        n = word_features.shape[1]
+        return R[0, :4] + word_features[0, :, 0, None] / 10, np.broadcast_to(R[:, :4], (n, *R[:, :4].shape))
     monkeypatch.setattr(ba, "cross_validate_time_series", fake)
     calls = fake_models(monkeypatch)
     rec = ba.run_one(INFO, [series()], ba.Settings(device="cpu"))

@@ -104,8 +104,8 @@ def test_planted_signal_through_the_time_series_pipeline():
     y = drive @ rng.normal(size=(3, 30)) + 0.5 * rng.normal(size=(len(sample_tr), 30))
     ds = tiny_series(word_tr, sample_tr, n_tr, responses=y.astype(np.float32))
     ds = Dataset(**{**ds.__dict__, "subjects": np.repeat(["s1", "s2"], 15), "n_folds": 4, "gap": 5})
-    good = ba.summarize_time_series(*ba.cross_validate_time_series(feats, ds), ds.subjects)
+    good = ba.summarize_time_series(*[v[0] for v in ba.cross_validate_time_series(feats[:, None], ds)], ds.subjects)
     noise = rng.normal(size=feats.shape)
-    bad = ba.summarize_time_series(*ba.cross_validate_time_series(noise, ds), ds.subjects)
+    bad = ba.summarize_time_series(*[v[0] for v in ba.cross_validate_time_series(noise[:, None], ds)], ds.subjects)
     assert good.score > 0.93 and abs(bad.score) < 0.06          # measured: 0.955, -0.02
     assert set(good.per_subject) == {"s1", "s2"} and good.per_split.shape == (4,)

@@ -270,7 +270,7 @@ def test_time_series_r_equals_toneva_folds_and_aw_concatenation():
     y = ds.responses.astype(np.float64)              # scipy's zscore would stay in float32
     corrs, preds, tests = toneva_run_class_time_cv(y, feats, time, runs, time_words, ds.first_word)
     expect = np.mean(zscore(preds) * zscore(tests), 0)                          # plot_pearson.pearson_corr
-    r, per_fold = ba.cross_validate_time_series(feats, ds, chunk=5)    # chunks: 5, 5, 2 voxels
+    (r, *_), (per_fold, *_) = ba.cross_validate_time_series(feats[:, None], ds, chunk=5)  # chunks: 5, 5, 2
     np.testing.assert_allclose(r, expect, rtol=0, atol=1e-8)             # measured 3e-16
     # the fold inside run 2 has only zeroed features, so constant predictions: their corr is NaN, pearson's 0
     assert np.isnan(corrs[1]).all() and not np.isnan(corrs[[0, 2, 3]]).any()
