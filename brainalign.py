@@ -55,14 +55,9 @@ def kfold_splits(n, n_folds, gap=0):
     if n // n_folds < 1:
         raise ValueError(f"too few samples for {n_folds} folds: n={n}")
     for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        train, test = np.r_[0:lo, hi:n], np.arange(lo, hi)
-        if gap and k == 0:
-            train = train[gap:]
-        elif gap and k == n_folds - 1:
-            train = train[:-gap]
-        elif gap:
-            test = test[gap:-gap]
-        splits.append((train, test))
+        train, test, mid = np.r_[0:lo, hi:n], np.arange(lo, hi), gap * (0 < k < n_folds - 1)
+        splits.append((train[gap * (k == 0):len(train) - gap * (k == n_folds - 1)],   # an end fold: gap
+                       test[mid:len(test) - mid]))        # training samples beside it; a middle one: test's
     return check_splits(splits, n)
 
 def check_splits(splits, n):
@@ -72,9 +67,8 @@ def check_splits(splits, n):
         raise ValueError("no splits given")
     for i, (train, test) in enumerate(splits):
         for name, idx in (("train", np.asarray(train)), ("test", np.asarray(test))):
-            if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
-                raise ValueError(f"split {i}: {name} must be a 1-D array of integer indices (got dtype "
-                                 f"{idx.dtype}, shape {idx.shape}); use np.flatnonzero on a mask")
+            if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):     # a mask: np.flatnonzero
+                raise ValueError(f"split {i}: {name} must be 1-D integer indices, not {idx.dtype}{idx.shape}")
             if idx.size and (idx.min() < 0 or idx.max() >= n) or np.unique(idx).size != idx.size:
                 raise ValueError(f"split {i}: {name} indices must be distinct and in [0, {n}), got "
                                  f"{idx.min()}..{idx.max()} ({idx.size - np.unique(idx).size} repeated)")
@@ -85,7 +79,6 @@ def check_splits(splits, n):
                              "least 2 train and 3 test (with 2, every r is +-1): use fewer folds, a smaller "
                              "gap or more stimuli")
     return splits
-
 
 # -----------------------------------------------------------------------------
 # 2. the fit: ordinary least squares with intercept, minimum norm (sklearn LinearRegression)
@@ -123,7 +116,6 @@ def fit_predict_fast(x_train, y_train, x_test, numerics="brainscore-2023"):
     pinv = scipy.linalg.lstsq(x - x_mean, eye - eye.mean(axis=0), cond=cond)[0]      # (p, n_train)
     return ((np.asarray(x_test, dtype) - x_mean) @ pinv) @ (y - y_mean) + y_mean
 
-
 # -----------------------------------------------------------------------------
 # 3. Pearson r per target and Brain-Score's aggregation
 def pearson(a, b):
@@ -137,18 +129,17 @@ def fold_pearson(a, b):
     """pearson of each fold's (a, b), lists of (n_fold, n_targets), and of the folds stacked -> (per fold
     (n_folds, n_targets), stacked (n_targets,)). Why not pearson on the stack: each fold's centred sums,
     combined by Chan, Golub & LeVeque's (1979) update, give both in one pass over the data, not two."""
-    sums = []
+    n, sums = np.array([[len(x)] for x in a], dtype=np.float64), []                 # (n_folds, 1)
     for x, y in zip(a, b):
         x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
         xc, yc = x - (mx := x.mean(axis=0)), y - (my := y.mean(axis=0))
-        sums.append((mx, my, np.einsum("ij,ij->j", xc, yc), np.einsum("ij,ij->j", xc, xc),
-                     np.einsum("ij,ij->j", yc, yc), abs(x).max(axis=0, initial=0), abs(y).max(axis=0, initial=0)))
-    mx, my, xy, xx, yy, x_max, y_max = map(np.array, zip(*sums))                 # (n_folds, n_targets)
-    n = np.array([[len(x)] for x in a], dtype=np.float64)                         # (n_folds, 1)
-    dx, dy = mx - (n * mx).sum(axis=0) / n.sum(), my - (n * my).sum(axis=0) / n.sum()   # fold - all mean
+        sums.append([mx, my] + [np.einsum("ij,ij->j", u, v) for u, v in ((xc, yc), (xc, xc), (yc, yc))]
+                    + [abs(x).max(axis=0, initial=0), abs(y).max(axis=0, initial=0)])
+    mx, my, xy, xx, yy, x_max, y_max = np.array(sums).transpose(1, 0, 2)          # each (n_folds, n_t)
+    dx, dy = (m - np.average(m, axis=0, weights=n[:, 0]) for m in (mx, my))      # fold mean - all's
     per_fold = _r(xy, xx, yy, n, x_max, y_max)                                     # one fold: the same
-    return per_fold, per_fold[0] if len(n) == 1 else _r((xy + n * dx * dy).sum(axis=0), (xx + n * dx * dx)
-                                                        .sum(axis=0), (yy + n * dy * dy).sum(axis=0), n.sum(), x_max.max(axis=0), y_max.max(axis=0))
+    return per_fold, per_fold[0] if len(n) == 1 else _r(*[(s + n * u * v).sum(axis=0) for s, u, v in (
+        (xy, dx, dy), (xx, dx, dx), (yy, dy, dy))], n.sum(), x_max.max(axis=0), y_max.max(axis=0))
 
 def _r(xy, xx, yy, n, x_max, y_max):
     """r from centred sums of products over n rows; 0, with a warning, where a side is constant."""
@@ -213,7 +204,6 @@ def summarize(r, subjects=None):
     return Score(score=float(per_split.mean()), per_split=per_split, per_target=r.mean(axis=0),
                  per_subject=per_subject, mad=_mad(list(per_subject.values())))
 
-
 # -----------------------------------------------------------------------------
 # 4. every layer, and the one layer kept
 def score_layers(acts, responses, subjects=None, ids=None, numerics="brainscore-2023", splits=None,
@@ -262,7 +252,6 @@ def _map(task, n, jobs=0, progress=False, desc=""):
         warnings.simplefilter("ignore", DeprecationWarning)
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
             return list(tqdm(pool.map(_one, range(n)), desc, n, disable=not progress, leave=False))
-
 
 # -----------------------------------------------------------------------------
 # 5. the paper's Wehbe2014 pipeline: word features -> TR features -> per-voxel ridge, Toneva & Wehbe's code
@@ -370,7 +359,7 @@ def ridge_factors(x, penalties=RIDGE_PENALTIES, n_splits=10):
 
 def ridge_solve(factors, y, width=512):
     """ridge_cv's (weights, chosen penalty) for y (n, n_targets) from ridge_factors(x, ...), `width`
-    targets at a time (they stay in cache), the products written in place (no temporaries to fault in)."""
+    targets at a time (they stay in cache)."""
     (xa, pen, folds, (s, vt)), y = factors, _as_matrix("y", y).astype(np.float64, copy=False)
     if len(xa) != len(y):
         raise ValueError(f"x must be (n, p) and y (n, n_targets) with the same n; got {len(xa)}, {y.shape}")
@@ -385,20 +374,13 @@ def ridge_solve(factors, y, width=512):
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             for (lo, hi, vt_k, a, g, h, coef, apart), xvy_k, yy_k in zip(folds, xvy[:, :, :w], yy[:, cols]):
                 c = vt_k @ xvy_k[:-1]                                         # (r, w)
-                b = vt_k @ xy
-                b -= c
-                rhs = np.empty((2 * len(b), w))                               # [b^2, b (H b - c)]
-                np.multiply(b, b, out=rhs[:len(b)])
-                hb_c = np.matmul(h, b, out=rhs[len(b):])
-                hb_c -= c
-                hb_c *= b
+                b = vt_k @ xy - c
                 var = yy_k / (hi - lo) - (xvy_k[-1] / (hi - lo)) ** 2
                 slow = ~(var > 1e-3 * yy_k / (hi - lo)) | ~apart
-                part = coef @ rhs
-                part += yy_k
-                part /= (hi - lo) * var
-                part[:, slow] = 0
-                cost += part
+                rhs = np.empty((2 * len(b), w))                               # [b^2, b (H b - c)]
+                np.multiply(b, b, out=rhs[:len(b)])
+                np.multiply(b, h @ b - c, out=rhs[len(b):])
+                cost += np.where(slow, 0, (coef @ rhs + yy_k) / ((hi - lo) * var))
                 if slow.any():                                                # Toneva's arithmetic
                     real = y[lo:hi, cols][:, slow]
                     for i in range(pen.size):
@@ -408,32 +390,26 @@ def ridge_solve(factors, y, width=512):
         weights[:, cols] = vt.T @ ((vt @ xy) / (s[:, None] ** 2 + pen[best[cols]]))
     return weights, pen[best]
 
-def cross_validate_time_series(word_features, ds, jobs=0, progress=False, chunk=2048):
+def cross_validate_time_series(word_features, ds, jobs=0, progress=False, chunk=1024):
     """r of every layer's targets on the test folds stacked (f341823 all_scripts/plot_pearson.py) -> (r
     (n_layers, n_targets), per fold (n_layers, n_folds, n_targets)); word_features (n_words, n_layers,
     n_features). Per fold as 0f519a0 utils/utils.py run_class_time_CV_fmri_crossval_ridge: TR features;
     train and test z-scored apart (the test fold on its own statistics); ridge_cv. Why in two passes:
-    each layer's TR features and ridge factors once (in parallel over layers), then blocks of `chunk`
-    targets (in parallel), every layer in each: a block's z-scores serve all layers and stay in cache."""
-    splits = kfold_splits(ds.responses.shape[0], ds.n_folds, ds.gap)
-    y = ds.responses                                                  # (n_samples, n_targets) float32
-
+    each layer's TR features and ridge factors once, then blocks of `chunk` targets, every layer in each:
+    a block's z-scores serve all layers and stay in cache. Each pass in parallel (_map)."""
+    splits, y = kfold_splits(ds.responses.shape[0], ds.n_folds, ds.gap), ds.responses   # y (n_samples, n_t)
     def layer(i):                               # -> per fold: (z-scored test features, ridge factors)
-        feats = [tr_features(word_features[:, i], ds, train) for train, _ in splits]     # (n_samples, 40)
-        return [(zscore(x[test]), ridge_factors(zscore(x[train]))) for x, (train, test) in zip(feats, splits)]
-
-    def block(k):                               # -> every layer's (r, per fold) on the k-th block of targets
-        cols, out = slice(k * chunk, (k + 1) * chunk), []
-        trains, reals = [[zscore(y[rows, cols]) for rows in fold] for fold in zip(*splits)]
-        for fold_fits in fitted:
-            preds = [x_test @ ridge_solve(f, y_train)[0] for (x_test, f), y_train in zip(fold_fits, trains)]
-            out.append(fold_pearson(preds, reals)[::-1])
-        return out
+        xs = [tr_features(word_features[:, i], ds, train) for train, _ in splits]        # (n_samples, 40)
+        return [(zscore(x[test]), ridge_factors(zscore(x[train]))) for x, (train, test) in zip(xs, splits)]
+    def block(k):                               # -> every layer's (per fold, stacked) r on block k of targets
+        cols = slice(k * chunk, (k + 1) * chunk)
+        trains, tests = [[zscore(y[rows, cols]) for rows in fold] for fold in zip(*splits)]
+        return [fold_pearson([x @ ridge_solve(f, y_train)[0] for (x, f), y_train in zip(fits, trains)], tests)
+                for fits in fitted]
     fitted = _map(layer, word_features.shape[1], jobs, progress, "layers: TR features")
-    blocks = _map(block, -(-y.shape[1] // chunk), jobs, progress, "voxel blocks")   # ceil
-    r = np.array([np.concatenate([b[i][0] for b in blocks]) for i in range(len(fitted))])
-    per_fold = np.array([np.concatenate([b[i][1] for b in blocks], axis=1) for i in range(len(fitted))])
-    return r, per_fold
+    blocks = _map(block, -(-y.shape[1] // chunk), jobs, progress, "blocks of voxels")    # [block][layer]
+    r = np.concatenate([[stacked for _, stacked in b] for b in blocks], axis=1)        # (n_layers, n_t)
+    return r, np.concatenate([[per_fold for per_fold, _ in b] for b in blocks], axis=2)
 
 def summarize_time_series(r, per_fold, subjects):
     """Aw & Toneva's aggregation of r (n_targets,) -> Score: the mean over each subject's voxels, then
@@ -444,7 +420,6 @@ def summarize_time_series(r, per_fold, subjects):
     per_subject = {str(s): float(r[subjects == s].mean()) for s in dict.fromkeys(subjects.tolist())}
     return Score(score=float(np.mean(list(per_subject.values()))), per_split=per_fold.mean(axis=1),
                  per_target=r, per_subject=per_subject, mad=_mad(list(per_subject.values())))
-
 
 # -----------------------------------------------------------------------------
 # 6. the paper's Futrell2018 (behaviour): surprisal against self-paced reading times, no fit
@@ -498,7 +473,6 @@ def behaviour_score(surprisal, rt):
     return {"score": abs(r), "r": r, "ceiling": ceiling, "ceiling_splits": corrected.tolist(),
             "ceiling_uncorrected": uncorrected.tolist(), "n_words": int(np.sum(rt.word_in_sentence != 1))}
 
-
 # -----------------------------------------------------------------------------
 # 7. one (model, dataset): activations (cached by models.py) -> every layer scored -> one JSON record under
 # a key of all that produced it, which needs no data and no model: a full cache renders the report alone.
@@ -530,8 +504,7 @@ def projection(todo, info, jobs):
     total = sum(cost.values()) * n
     if cost:
         print(f"to compute: {len(cost)} (model, dataset) pairs; scoring projected at {total / 3600:.2g} "
-              f"CPU-hours, ~{total / 3600 / n:.2g} h on {n} cores, plus the models' passes",
-              file=sys.stderr, flush=True)
+              f"CPU-hours, ~{total / 3600 / n:.2g} h on {n} cores, plus the models' passes", file=sys.stderr)
     return cost, tqdm(total=total / n or None, desc="projected", unit="s", disable=not cost, leave=False)
 
 def _hash(obj):
@@ -656,13 +629,12 @@ def run(infos, datasets, settings, out, loaded=None):
     records = list(records.values())
     synthetic = any(rec["produced"]["data"]["checksum"] == "synthetic" for rec in records)
     scores, layers = collect(records, settings)
-    all_tables = tables(scores, layers, info, records, settings)
+    all_tables = tables(scores, layers, info, settings)
     versions = {m: getattr(sys.modules.get(m), "__version__", None) for m in ("numpy", "scipy", "torch")}
     config = {**run_id, "all settings": vars(settings), "pipeline": PIPELINE_VERSION, "synthetic": synthetic,
               "split_seed": 1, "versions": versions, "keys": [r["key"] for r in records]}
     write_report(out, all_tables, config, figures(scores, info, synthetic), synthetic)
     return all_tables
-
 
 # -----------------------------------------------------------------------------
 # 8. the paper's tables: alignment per model, tuned vs vanilla, correlations, ceilings
@@ -755,7 +727,7 @@ def paper_value(model_info, dataset, scores=None):
         dict(zip(PAPER_DATASETS + ("Average",), model_info.paper or ())).get(dataset)
     return value if value is not None and np.isfinite(value) else None
 
-def tables(scores, layers, info, records, settings):
+def tables(scores, layers, info, settings):
     """The report's tables -> {title: rows (list of dicts)}. info: {model: models.ModelInfo}."""
     run = {d for s in scores.values() for d in s} - {"Average"}
     columns = [d for d in PAPER_DATASETS if d in run] + sorted(run - set(PAPER_DATASETS))
@@ -798,7 +770,6 @@ def markdown(rows):
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     return "\n".join(lines + ["| " + " | ".join(str(_cell(r.get(c))) for c in cols) + " |" for r in rows])
 
-
 # -----------------------------------------------------------------------------
 # 9. the figure (matplotlib is optional and imported only here): the paper's tuned-vs-vanilla bars, ours,
 # the paper's values beside them. Every layer's score is in the records.
@@ -840,7 +811,6 @@ def figures(scores, info, synthetic=False):
         fig.text(0.5, 0.5, "SYNTHETIC", ha="center", va="center", rotation=30, size=60, color="r", alpha=0.25)
         fig.suptitle(SYNTHETIC, color="r", fontsize=9)
     return {"tuned_vs_vanilla.png": fig}
-
 
 # -----------------------------------------------------------------------------
 # 10. the report folder and the command line

@@ -324,7 +324,7 @@ def test_behaviour_stays_out_of_the_brain_average_and_the_headline():
                  for m, s in (("t5-small", 0.3), ("flan-t5-small", 0.25), ("llama-7b", 0.2))]
     scores, layers = ba.collect(brain + behaviour, ba.Settings())
     info = {m: models.MODELS[m] for m in ("t5-small", "flan-t5-small", "llama-7b")}
-    out = ba.tables(scores, layers, info, brain + behaviour, ba.Settings())
+    out = ba.tables(scores, layers, info, ba.Settings())
     rows = {r["model"]: r for r in next(iter(out.values()))}
     assert rows["t5-small"]["Average"] == pytest.approx(0.1)
     assert rows["t5-small"]["Futrell2018"] == 0.3 and rows["t5-small"]["Futrell2018 paper"] == 0.229
