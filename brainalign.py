@@ -137,17 +137,15 @@ def fold_pearson(a, b):
                     + [abs(x).max(axis=0, initial=0), abs(y).max(axis=0, initial=0)])
     mx, my, xy, xx, yy, x_max, y_max = np.array(sums).transpose(1, 0, 2)          # each (n_folds, n_t)
     dx, dy = (m - np.average(m, axis=0, weights=n[:, 0]) for m in (mx, my))      # fold mean - all's
-    per_fold = _r(xy, xx, yy, n, x_max, y_max)                                     # one fold: the same
-    return per_fold, per_fold[0] if len(n) == 1 else _r(*[(s + n * u * v).sum(axis=0) for s, u, v in (
-        (xy, dx, dy), (xx, dx, dx), (yy, dy, dy))], n.sum(), x_max.max(axis=0), y_max.max(axis=0))
-
-def _r(xy, xx, yy, n, x_max, y_max):
-    """r from centred sums of products over n rows; 0, with a warning, where a side is constant."""
-    norm_x, norm_y, bound = np.sqrt(xx), np.sqrt(yy), n ** 1.5 * np.finfo(np.float64).eps  # sqrt(n) n eps
+    xy, xx, yy = (np.r_[s, (s + n * u * v).sum(axis=0, keepdims=True)]            # the stack: a last row
+                  for s, u, v in ((xy, dx, dy), (xx, dx, dx), (yy, dy, dy)))
+    n, x_max, y_max = np.r_[n, [[n.sum()]]], np.r_[x_max, [x_max.max(0)]], np.r_[y_max, [y_max.max(0)]]
+    norm_x, norm_y, bound = np.sqrt(xx), np.sqrt(yy), n ** 1.5 * np.finfo(np.float64).eps   # sqrt(n) n eps
     ok = (norm_x > bound * x_max) & (norm_y > bound * y_max)
     if not ok.all():
-        warnings.warn(f"{(~ok).sum()} constant column(s) have no Pearson r; scored as 0")
-    return np.where(ok, xy / np.where(ok, norm_x * norm_y, 1.0), 0.0)
+        warnings.warn(f"{(~ok).any(axis=0).sum()} constant column(s) have no Pearson r; scored as 0")
+    r = np.where(ok, xy / np.where(ok, norm_x * norm_y, 1.0), 0.0)
+    return r[:-1], r[-1]
 
 @dataclass
 class Score:
@@ -340,8 +338,7 @@ def ridge_cv(x, y, penalties=RIDGE_PENALTIES, n_splits=10):
     return ridge_solve(ridge_factors(x, penalties, n_splits), y)
 
 def ridge_factors(x, penalties=RIDGE_PENALTIES, n_splits=10):
-    """ridge_cv's work on x alone (each inner fold's SVD and the small matrices above), done once for
-    every block of targets -> a tuple for ridge_solve."""
+    """ridge_cv's work on x alone (the inner folds' SVDs, the small matrices above) -> ridge_solve's input."""
     x, pen = _as_matrix("x", x).astype(np.float64), np.asarray(penalties, dtype=np.float64)
     if pen.ndim != 1 or pen.size == 0 or not (pen > 0).all():
         raise ValueError(f"penalties must be a non-empty 1-D array of positive values, got {penalties!r}")
@@ -358,8 +355,7 @@ def ridge_factors(x, penalties=RIDGE_PENALTIES, n_splits=10):
     return np.c_[x, np.ones(len(x))], pen, folds, np.linalg.svd(x, full_matrices=False)[1:]
 
 def ridge_solve(factors, y, width=512):
-    """ridge_cv's (weights, chosen penalty) for y (n, n_targets) from ridge_factors(x, ...), `width`
-    targets at a time (they stay in cache)."""
+    """ridge_cv's (weights, penalties) for y (n, n_t) from ridge_factors(x); `width` targets per pass."""
     (xa, pen, folds, (s, vt)), y = factors, _as_matrix("y", y).astype(np.float64, copy=False)
     if len(xa) != len(y):
         raise ValueError(f"x must be (n, p) and y (n, n_targets) with the same n; got {len(xa)}, {y.shape}")
@@ -392,11 +388,10 @@ def ridge_solve(factors, y, width=512):
 
 def cross_validate_time_series(word_features, ds, jobs=0, progress=False, chunk=1024):
     """r of every layer's targets on the test folds stacked (f341823 all_scripts/plot_pearson.py) -> (r
-    (n_layers, n_targets), per fold (n_layers, n_folds, n_targets)); word_features (n_words, n_layers,
-    n_features). Per fold as 0f519a0 utils/utils.py run_class_time_CV_fmri_crossval_ridge: TR features;
-    train and test z-scored apart (the test fold on its own statistics); ridge_cv. Why in two passes:
-    each layer's TR features and ridge factors once, then blocks of `chunk` targets, every layer in each:
-    a block's z-scores serve all layers and stay in cache. Each pass in parallel (_map)."""
+    (n_layers, n_targets), per fold (n_layers, n_folds, n_targets)); word_features (n_words, n_layers, n_f).
+    Per fold as 0f519a0 utils/utils.py run_class_time_CV_fmri_crossval_ridge: TR features; train and test
+    z-scored apart; ridge_cv. In two parallel passes (_map): each layer's TR features and ridge factors, then
+    blocks of `chunk` targets through every layer: a block's z-scores serve all layers, and stay in cache."""
     splits, y = kfold_splits(ds.responses.shape[0], ds.n_folds, ds.gap), ds.responses   # y (n_samples, n_t)
     def layer(i):                               # -> per fold: (z-scored test features, ridge factors)
         xs = [tr_features(word_features[:, i], ds, train) for train, _ in splits]        # (n_samples, 40)
