@@ -40,9 +40,8 @@ import data      # numpy and h5py only; models.py (torch) is imported where a mo
 def shuffle_splits(n, n_splits=10, train_size=0.9, seed=1):
     """Brain-Score's splits: sklearn ShuffleSplit(n_splits, train_size, random_state=seed), index for
     index. One RandomState draws a fresh permutation per split; the test set is its head."""
-    n_train, rng = int(np.floor(train_size * n)), np.random.RandomState(seed)
-    perms = [rng.permutation(n) for _ in range(n_splits)]
-    return check_splits([(perm[n - n_train:], perm[:n - n_train]) for perm in perms], n)
+    n_test, rng = n - int(np.floor(train_size * n)), np.random.RandomState(seed)
+    return check_splits([(p[n_test:], p[:n_test]) for p in [rng.permutation(n) for _ in range(n_splits)]], n)
 
 def kfold_splits(n, n_folds, gap=0):
     """Contiguous folds (n // n_folds samples each, the last takes the rest), `gap` samples dropped at
@@ -296,8 +295,7 @@ def tr_features(word_features, ds, train, n_components=10, delays=(1, 2, 3, 4)):
     """Features (n_samples, n_components * len(delays)) of the kept TRs for one fold, from word_features
     (n_words, n_features): PCA fitted on pca_training_words, each TR's words averaged, the previous 1-4
     TRs concatenated (the haemodynamic delay), z-scored within each run (0f519a0 prepare_fmri_features)."""
-    words = np.arange(ds.first_word, len(ds.texts))
-    tr_of = ds.word_tr[words]
+    tr_of = ds.word_tr[words := np.arange(ds.first_word, len(ds.texts))]
     mean, comps = top_components(np.float64(word_features[pca_training_words(ds, train)]), n_components)
     z = (word_features[words] - mean) @ comps.T                      # (n_words, k)
     per_tr = np.zeros((ds.n_tr, z.shape[1]))
@@ -343,8 +341,7 @@ def ridge_factors(x, penalties=RIDGE_PENALTIES, n_splits=10):
     if pen.ndim != 1 or pen.size == 0 or not (pen > 0).all():
         raise ValueError(f"penalties must be a non-empty 1-D array of positive values, got {penalties!r}")
     folds = []
-    for _, val in inner_folds(len(x), n_splits):
-        lo, hi = val[0], val[-1] + 1                            # contiguous blocks: slices, not copies
+    for lo, hi in ((val[0], val[-1] + 1) for _, val in inner_folds(len(x), n_splits)):   # slices, not copies
         _, s, vt = np.linalg.svd(np.r_[x[:lo], x[hi:]], full_matrices=False)
         a, lam, eye = x[lo:hi] @ vt.T, s ** 2, np.eye(len(s))                 # (n_val, r), (r,)
         g, gram = 1 / (lam + pen[:, None]), a.T @ a                           # (n_pen, r), (r, r)
@@ -361,27 +358,25 @@ def ridge_solve(factors, y, width=512):
         raise ValueError(f"x must be (n, p) and y (n, n_targets) with the same n; got {len(xa)}, {y.shape}")
     weights, best = np.empty((vt.shape[1], y.shape[1])), np.empty(y.shape[1], dtype=int)
     yy = np.stack([np.einsum("ij,ij->j", y[lo:hi], y[lo:hi]) for lo, hi, *_ in folds])   # |y_val|^2 (K, n_t)
-    xvy = np.empty((len(folds), xa.shape[1], width))  # x_val^T y_val of each block; last row: y_val's sums
     for cols in (slice(i, i + width) for i in range(0, y.shape[1], width)):
-        w = len(range(y.shape[1])[cols])
-        for (lo, hi, *_), out in zip(folds, xvy):
-            np.matmul(xa[lo:hi].T, y[lo:hi, cols], out=out[:, :w])
-        xy, cost = xvy[:, :-1, :w].sum(axis=0), np.zeros((pen.size, w))      # x^T y: the blocks' sum
+        xvy = np.empty((len(folds), xa.shape[1], len(range(y.shape[1])[cols])))   # x_val^T y_val, y_val sums
+        for (lo, hi, *_), out in zip(folds, xvy):                                 # (K, p + 1, w), in place
+            np.matmul(xa[lo:hi].T, y[lo:hi, cols], out=out)
+        xy, cost = xvy[:, :-1].sum(axis=0), np.zeros((pen.size, xvy.shape[2]))  # x^T y: the blocks' sum
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            for (lo, hi, vt_k, a, g, h, coef, apart), xvy_k, yy_k in zip(folds, xvy[:, :, :w], yy[:, cols]):
+            for (lo, hi, vt_k, a, g, h, coef, apart), xvy_k, yy_k in zip(folds, xvy, yy[:, cols]):
                 c = vt_k @ xvy_k[:-1]                                         # (r, w)
                 b = vt_k @ xy - c
                 var = yy_k / (hi - lo) - (xvy_k[-1] / (hi - lo)) ** 2
                 slow = ~(var > 1e-3 * yy_k / (hi - lo)) | ~apart
-                rhs = np.empty((2 * len(b), w))                               # [b^2, b (H b - c)]
+                rhs = np.empty((2 * len(b), b.shape[1]))                      # [b^2, b (H b - c)]
                 np.multiply(b, b, out=rhs[:len(b)])
                 np.multiply(b, h @ b - c, out=rhs[len(b):])
                 cost += np.where(slow, 0, (coef @ rhs + yy_k) / ((hi - lo) * var))
                 if slow.any():                                                # Toneva's arithmetic
                     real = y[lo:hi, cols][:, slow]
-                    for i in range(pen.size):
-                        mse = ((a @ (g[i, :, None] * b[:, slow]) - real) ** 2).mean(axis=0)
-                        cost[i, slow] += 1.0 - np.nan_to_num(1.0 - mse / real.var(axis=0))
+                    mse = (((a * g[:, None]) @ b[:, slow] - real) ** 2).mean(axis=1)  # (n_pen, n_slow)
+                    cost[:, slow] += 1.0 - np.nan_to_num(1.0 - mse / real.var(axis=0))
         best[cols] = np.argmin(cost, axis=0)                                  # the first on ties
         weights[:, cols] = vt.T @ ((vt @ xy) / (s[:, None] ** 2 + pen[best[cols]]))
     return weights, pen[best]
@@ -487,8 +482,7 @@ class Settings:
     jobs: int = 0                   # processes that score layers; 0: every core this process may use
     numerics = property(lambda self: "float64" if self.brainscore else "brainscore-2023")   # NUMERICS' key
 
-# CPU seconds to score one layer on one core at the real shapes (4,096 features), from tests/bench_cost.py
-# on a 2-core Xeon (AVX-512, OpenBLAS): what a run projects its duration from, and the README's estimate
+# CPU seconds per layer on one core at the real shapes (tests/bench_cost.py): a run's projection, the README's
 LAYER_SECONDS = {"Pereira2018": 2.5, "Blank2014": 7.5, "Wehbe2014": 40.5, "Fedorenko2016": 1.0}
 
 def projection(todo, info, jobs):
@@ -509,10 +503,8 @@ def record_place(info, dataset, settings, parts=None):
     """-> (path, key, what produced it) of info's record on dataset: the key hashes data.fingerprint (parts
     in memory: a hash of them), models.identity, --brainscore and the pipeline."""
     import models
-    if parts is None:
-        src = data.fingerprint(dataset, settings.data_dir, files=dict(settings.data_files).get(dataset))
-    else:
-        src = {"checksum": parts[0].checksum, "contents": _hash(repr([vars(p) for p in parts]))}
+    src = data.fingerprint(dataset, settings.data_dir, files=dict(settings.data_files).get(dataset)) if \
+        parts is None else {"checksum": parts[0].checksum, "contents": _hash(repr([vars(p) for p in parts]))}
     made = {"pipeline": PIPELINE_VERSION, "dataset": dataset, "data": src, "brainscore": settings.brainscore,
             "model": models.identity(info, dtype=settings.dtype, brainscore=settings.brainscore)}
     key, folder = _hash(made), "".join(c if c.isalnum() or c in "._-" else "-" for c in info.name)
@@ -635,10 +627,9 @@ def run(infos, datasets, settings, out, loaded=None):
 # 8. the paper's tables: alignment per model, tuned vs vanilla, correlations, ceilings
 def collect(records, settings):
     """Records -> ({model: {dataset: score, "Average": mean over the PAPER_DATASETS run}}, {model: {dataset:
-    layer}}). layer_choice "pereira": Brain-Score's datasets at the layer chosen on Pereira2018 ("layer
-    assignment based on choosing the maximally scoring layer on Pereira2018-encoding", brain-score/language
-    f9a403e models/t5/__init__.py, 91c88b1 models/llama/__init__.py). --brainscore: each part / its ceiling,
-    clipped to [0, 1], then averaged (ceiling_normalize); behaviour by the ceiling of the data."""
+    layer}}). layer_choice "pereira": Brain-Score's datasets at Pereira2018's layer ("maximally scoring layer
+    on Pereira2018-encoding", brain-score/language f9a403e models/t5/__init__.py, 91c88b1 models/llama/
+    __init__.py). --brainscore: each part / its ceiling, clipped to [0, 1], averaged; behaviour / its own."""
     scores, layers, pereira = {}, {}, {r["model"]: r for r in records if r["dataset"] == "Pereira2018"}
     for rec in records:
         m, d, ref = rec["model"], rec["dataset"], pereira.get(rec["model"])
@@ -766,8 +757,7 @@ def markdown(rows):
     return "\n".join(lines + ["| " + " | ".join(str(_cell(r.get(c))) for c in cols) + " |" for r in rows])
 
 # -----------------------------------------------------------------------------
-# 9. the figure (matplotlib is optional and imported only here): the paper's tuned-vs-vanilla bars, ours,
-# the paper's values beside them. Every layer's score is in the records.
+# 9. the figure (matplotlib is optional, imported only here): the paper's tuned-vs-vanilla bars, ours
 SYNTHETIC = "SYNTHETIC: tiny random-weight models and planted responses, not real results"
 
 def figures(scores, info, synthetic=False):
@@ -800,8 +790,7 @@ def figures(scores, info, synthetic=False):
         nan = [m for m in bars if d in scores[m] and not np.isfinite(scores[m][d])]
         ax.set_title(f"{d} (light: vanilla, dark: tuned, diamond: the paper)" + (
             f"; not a number, left out: {', '.join(nan)}" if nan else ""), loc="left", fontsize=9)
-        ax.set_xticks(range(len(bars)), bars if d == columns[-1] else [""] * len(bars), rotation=90,
-                      fontsize=8)
+        ax.set_xticks(range(len(bars)), bars if d == columns[-1] else [""] * len(bars), rotation=90, size=8)
     if synthetic:
         fig.text(0.5, 0.5, "SYNTHETIC", ha="center", va="center", rotation=30, size=60, color="r", alpha=0.25)
         fig.suptitle(SYNTHETIC, color="r", fontsize=9)
