@@ -129,8 +129,7 @@ def fold_pearson(a, b):
     (n_folds, n_targets), stacked (n_targets,)). Why not pearson on the stack: each fold's centred sums,
     combined by Chan, Golub & LeVeque's (1979) update, give both in one pass over the data, not two."""
     n, sums = np.array([[len(x)] for x in a], dtype=np.float64), []                 # (n_folds, 1)
-    for x, y in zip(a, b):
-        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    for x, y in zip(*[[np.asarray(v, dtype=np.float64) for v in side] for side in (a, b)]):
         xc, yc = x - (mx := x.mean(axis=0)), y - (my := y.mean(axis=0))
         sums.append([mx, my] + [np.einsum("ij,ij->j", u, v) for u, v in ((xc, yc), (xc, xc), (yc, yc))]
                     + [abs(x).max(axis=0, initial=0), abs(y).max(axis=0, initial=0)])
@@ -387,6 +386,8 @@ def cross_validate_time_series(word_features, ds, jobs=0, progress=False, chunk=
     Per fold as 0f519a0 utils/utils.py run_class_time_CV_fmri_crossval_ridge: TR features; train and test
     z-scored apart; ridge_cv. In two parallel passes (_map): each layer's TR features and ridge factors, then
     blocks of `chunk` targets through every layer: a block's z-scores serve all layers, and stay in cache."""
+    if np.ndim(word_features) != 3:
+        raise ValueError(f"word_features must be (n_words, n_layers, n_feat), not {np.shape(word_features)}")
     splits, y = kfold_splits(ds.responses.shape[0], ds.n_folds, ds.gap), ds.responses   # y (n_samples, n_t)
     def layer(i):                               # -> per fold: (z-scored test features, ridge factors)
         xs = [tr_features(word_features[:, i], ds, train) for train, _ in splits]        # (n_samples, 40)
@@ -404,8 +405,7 @@ def cross_validate_time_series(word_features, ds, jobs=0, progress=False, chunk=
 def summarize_time_series(r, per_fold, subjects):
     """Aw & Toneva's aggregation of r (n_targets,) -> Score: the mean over each subject's voxels, then
     over subjects (plot_pearson.py); per_split: each fold's mean r, for inspection only."""
-    subjects = np.asarray(subjects)
-    if subjects.shape != r.shape:
+    if (subjects := np.asarray(subjects)).shape != r.shape:
         raise ValueError(f"subjects has shape {subjects.shape}, expected {r.shape}")
     per_subject = {str(s): float(r[subjects == s].mean()) for s in dict.fromkeys(subjects.tolist())}
     return Score(score=float(np.mean(list(per_subject.values()))), per_split=per_fold.mean(axis=1),
@@ -483,7 +483,7 @@ class Settings:
     numerics = property(lambda self: "float64" if self.brainscore else "brainscore-2023")   # NUMERICS' key
 
 # CPU seconds per layer on one core at the real shapes (tests/bench_cost.py): a run's projection, the README's
-LAYER_SECONDS = {"Pereira2018": 2.5, "Blank2014": 7.5, "Wehbe2014": 40.5, "Fedorenko2016": 1.0}
+LAYER_SECONDS = {"Pereira2018": 2.3, "Blank2014": 7.4, "Wehbe2014": 21.2, "Fedorenko2016": 0.9}
 
 def projection(todo, info, jobs):
     """Print the projected scoring time of the (model, dataset) jobs (registry layer counts; unknown: 0) ->

@@ -64,41 +64,54 @@ def seconds(f, clock=time.process_time):
     return clock() - t0
 
 
-def one_layer_each():
-    """{dataset: CPU seconds of one layer on one core} at the real shapes."""
-    per_layer = {}
-    with threadpool_limits(1):
-        for name, n, t in (("Pereira2018", 384, 12155), ("Pereira2018 243", 243, 8031), ("Blank2014", 1317, 60),
-                           ("Fedorenko2016", 416, 97)):
-            x, y, ids = brain(n, t)
-            per_layer[name] = seconds(lambda: ba.score_layers(x, y, ids=ids, jobs=1))
-        acts, ds = wehbe(240000)
-        per_layer["Wehbe2014"] = seconds(lambda: ba.cross_validate_time_series(acts[:, 0], ds))
+def one_layer_each(before=False, wehbe_layers=4):
+    """{dataset: CPU seconds of one layer on one core} at the real shapes. Wehbe2014 scores a model's layers
+    together (they share the responses' z-scores): `wehbe_layers` layers are timed, and divided. before: as
+    brainalign scored before the speed work (the exact fit_predict on every split; previous_time_series)."""
+    per_layer, fast = {}, ba.fit_predict_fast
+    ba.fit_predict_fast = ba.fit_predict if before else fast
+    try:
+        with threadpool_limits(1):
+            for name, n, t in (("Pereira2018", 384, 12155), ("Pereira2018 243", 243, 8031),
+                               ("Blank2014", 1317, 60), ("Fedorenko2016", 416, 97)):
+                x, y, ids = brain(n, t)
+                per_layer[name] = seconds(lambda: ba.score_layers(x, y, ids=ids, jobs=1))
+            acts, ds = wehbe(240000)
+            if before:
+                per_layer["Wehbe2014"] = seconds(lambda: previous_time_series(acts[:, 0], ds))
+            else:
+                layers = np.repeat(acts, wehbe_layers, axis=1)
+                per_layer["Wehbe2014"] = seconds(lambda: ba.cross_validate_time_series(layers, ds, 1)) / wehbe_layers
+    finally:
+        ba.fit_predict_fast = fast
     return per_layer
 
 
-def before_issue_18():
-    """The same, as brainalign scored before the speed work: the exact fit_predict on every split, the
-    ridge that predicts every penalty (bench_ridge.previous_ridge_cv), x.std's z-score, 20,000 voxels a block."""
+def previous_time_series(word_features, ds, chunk=20000):
+    """brainalign's Wehbe2014 scoring before the speed work, one layer: per block of 20,000 voxels and fold,
+    x.std's z-scores, the ridge that predicts every penalty (bench_ridge.previous_ridge_cv), Pearson r per
+    fold and on the stacked folds."""
     from bench_ridge import previous_ridge_cv
 
-    def old_zscore(x):
+    def zscore(x):
         x = np.asarray(x, dtype=np.float64)
         sd = x.std(axis=0)
         return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-    now = ba.fit_predict_fast, ba.ridge_cv, ba.zscore, ba.cross_validate_time_series.__defaults__
-    ba.fit_predict_fast, ba.ridge_cv, ba.zscore = ba.fit_predict, previous_ridge_cv, old_zscore
-    ba.cross_validate_time_series.__defaults__ = (20000,)
-    try:
-        return one_layer_each()
-    finally:
-        ba.fit_predict_fast, ba.ridge_cv, ba.zscore, ba.cross_validate_time_series.__defaults__ = now
+    splits, y = ba.kfold_splits(ds.responses.shape[0], ds.n_folds, ds.gap), ds.responses
+    feats = [ba.tr_features(word_features, ds, train) for train, _ in splits]
+    for lo in range(0, y.shape[1], chunk):
+        preds, reals = [], []
+        for x, (train, test) in zip(feats, splits):
+            preds.append(zscore(x[test]) @ previous_ridge_cv(zscore(x[train]), zscore(y[train, lo:lo + chunk]))[0])
+            reals.append(zscore(y[test, lo:lo + chunk]))
+            ba.pearson(preds[-1], reals[-1])
+        ba.pearson(np.concatenate(preds), np.concatenate(reals))
 
 
 def main(before=False):
     per_layer = one_layer_each()
     if before:
-        old = before_issue_18()
+        old = one_layer_each(before=True)
         print("one layer, one core, before -> after (s):", {d: f"{old[d]:.1f} -> {s:.2f} ({old[d] / s:.1f}x)"
                                                            for d, s in per_layer.items()})
     per_layer["Pereira2018"] += per_layer.pop("Pereira2018 243")

@@ -53,15 +53,16 @@ def previous_ridge_cv(x, y, penalties=ba.RIDGE_PENALTIES, n_splits=10):
 
 
 def counts(n, p, t, k=10, n_pen=16):
-    """(FLOPs of the new ridge_cv, of the old one, bytes the new one reads) for one (n, p) x (n, t) call."""
+    """FLOPs for one (n, p) x (n, t) call: {kind of product: FLOPs of the new ridge_cv}, the old one's total,
+    and the bytes the new one reads."""
     n_val = n / k
-    new = (2 * n * (p + 1) * t                  # x_val^T y_val of every block, with its column sums
-           + k * 6 * p * p * t                  # per fold: c = V^T x_val^T y_val, b = V^T x^T y - c, H b
-           + k * (4 * n_pen * p * t + 4 * p * t + 3 * n_pen * t)   # [g^2 G_kk, 2g] x [b^2, b (Hb - c)]
-           + 2 * n * t + 4 * p * p * t)         # sums of squares; refit V (V^T x^T y) / (s^2 + pen)
+    new = {"x_val^T y_val": 2 * n * (p + 1) * t,          # every block, with its column sums
+           "(p, p) x (p, t)": k * 6 * p * p * t + 4 * p * p * t,   # per fold c, V^T x^T y, H b; the refit
+           "(n_pen, 2p) x (2p, t)": k * 4 * n_pen * p * t,         # [g^2 G_kk, 2g] x [b^2, b (Hb - c)]
+           "elementwise": k * (4 * p * t + 3 * n_pen * t) + 2 * n * t}   # rhs, cost; sums of squares
     old = (k * (2 * (n - n_val) * p * t + n_pen * (2 * n_val * p * t + 4 * n_val * t))   # U^T y; predictions
            + 2 * n * p * t + 2 * p * p * t)                                               # refit
-    return new, old, 2 * n * t * 8, k * 6 * p * p * t
+    return new, old, 2 * n * t * 8
 
 
 def best_of(f, repeat=3):
@@ -86,12 +87,16 @@ def main(quick=False, candidate=None):
     y = x @ rng.normal(size=(p, t)) * np.geomspace(0.3, 1e-3, t) + rng.normal(size=(n, t))
     y = y.astype(np.float32)                                   # (1211, 30000), as data.py stores it
     square = rng.normal(size=(2000, 2000))
-    new = old = theirs = flops_new = flops_old = nbytes = flops_small = 0.0
-    agree, worst = 0, 0.0
+    new = old = theirs = flops_old = nbytes = 0.0
+    agree, worst, flops = 0, 0.0, {}
     with threadpool_limits(1):
         peak = 2 * 2000 ** 3 / best_of(lambda: square @ square)[0]
-        v, b = rng.normal(size=(p, p)), rng.normal(size=(p, 1024))      # the per-fold (p, p) products
-        small = 2 * p * p * 1024 * 100 / best_of(lambda: [v @ b for _ in range(100)])[0]
+        width, n_val = 512, 908 // 10           # ridge_solve's block of targets; an inner validation block
+        rate = {"elementwise": peak}            # each product's own shape, 100 times: FLOP/s
+        for kind, (a, b) in {"x_val^T y_val": ((p + 1, n_val), (n_val, width)), "(p, p) x (p, t)": ((p, p), (p, width)),
+                             "(n_pen, 2p) x (2p, t)": ((16, 2 * p), (2 * p, width))}.items():
+            a, b = rng.normal(size=a), rng.normal(size=b)
+            rate[kind] = 2 * a.size * b.shape[1] * 100 / best_of(lambda: [a @ b for _ in range(100)])[0]
         ys = ba.zscore(y)
         bandwidth = ys.nbytes / best_of(lambda: np.add.reduce(ys, axis=0))[0]
         for train, _ in ba.kfold_splits(n, 4, gap=5):
@@ -103,10 +108,12 @@ def main(quick=False, candidate=None):
             theirs += dt * t / subset
             agree += int((lam[:subset] == lam_ref).sum())
             worst = max(worst, float(np.abs(w[:, :subset] - w_ref).max()))
-            f_new, f_old, b_new, f_small = counts(len(train), p, t)
-            flops_new, flops_old, nbytes = flops_new + f_new, flops_old + f_old, nbytes + b_new
-            flops_small += f_small
+            f_new, f_old, b_new = counts(len(train), p, t)
+            flops = {kind: flops.get(kind, 0) + f for kind, f in f_new.items()}
+            flops_old, nbytes = flops_old + f_old, nbytes + b_new
+    flops_new = sum(flops.values())
     limit = max(flops_new / peak, nbytes / bandwidth)
+    shaped = sum(f / rate[kind] for kind, f in flops.items())       # each product at its own shape's rate
     print(f"one layer: {n} TRs x {p} features x {t} voxels, 4 outer x 10 inner folds, 16 penalties, "
           f"1 thread, CPU s summed over the outer folds")
     print(f"  new ridge_cv          {new:8.2f} s   {flops_new / 1e9:6.1f} GFLOP, reads {nbytes / 1e9:.2f} GB")
@@ -115,10 +122,10 @@ def main(quick=False, candidate=None):
           f"{theirs / new:.1f}x new)")
     print(f"  limit of new          {limit:8.2f} s   (peak {peak / 1e9:.0f} GFLOP/s square GEMM, "
           f"{bandwidth / 1e9:.1f} GB/s read) -> new = {new / limit:.1f}x the limit")
-    print(f"  ({p}, {p}) x ({p}, 1024) products run at {small / 1e9:.0f} GFLOP/s "
-          f"({small / peak:.0%} of the square GEMM's peak); {flops_small / flops_new:.0%} of new's FLOPs are such "
-          f"products: at that rate the limit is {flops_small / small + (flops_new - flops_small) / peak:.2f} s "
-          f"-> new = {new / (flops_small / small + (flops_new - flops_small) / peak):.1f}x")
+    print("  its products, at their own shapes: " + "; ".join(
+        f"{kind} {flops[kind] / flops_new:.0%} of the FLOPs at {rate[kind] / 1e9:.0f} GFLOP/s" for kind in flops
+        if kind != "elementwise") + f" (elementwise {flops['elementwise'] / flops_new:.0%}, counted at the peak)")
+    print(f"  limit at those rates  {shaped:8.2f} s   -> new = {new / shaped:.1f}x that limit")
     print(f"  same penalty as Toneva on {agree}/{4 * subset} voxel-folds; max |weight diff| {worst:.1e}")
 
 

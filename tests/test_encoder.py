@@ -193,6 +193,36 @@ def test_pearson_equals_scipy():
     np.testing.assert_allclose(ba.pearson(a, b), ref, atol=1e-12)
 
 
+def test_fold_pearson_equals_scipy_per_fold_and_on_the_stack():
+    # uneven folds whose means differ (Chan's update corrects for them: without it the stacked r is off)
+    rng = np.random.default_rng(12)
+    a = [rng.normal(size=(n, 5)) + shift for n, shift in ((7, 0.0), (12, 3.0), (9, -2.0))]
+    b = [x @ rng.normal(size=(5, 5)) + rng.normal(size=x.shape) + 2 * shift for x, shift in zip(a, (0, 1, -1))]
+    per_fold, stacked = ba.fold_pearson(a, b)
+    for f, (x, y) in enumerate(zip(a, b)):
+        np.testing.assert_allclose(per_fold[f], [scipy.stats.pearsonr(x[:, j], y[:, j])[0] for j in range(5)],
+                                   rtol=0, atol=1e-12)
+    a_all, b_all = np.concatenate(a), np.concatenate(b)
+    np.testing.assert_allclose(stacked, [scipy.stats.pearsonr(a_all[:, j], b_all[:, j])[0] for j in range(5)],
+                               rtol=0, atol=1e-12)
+    assert np.abs(stacked - per_fold.mean(axis=0)).max() > 0.05      # stacking is not the mean of folds
+    assert per_fold.shape == (3, 5) and stacked.shape == (5,)
+
+
+def test_fold_pearson_by_hand_and_a_fold_constant_column():
+    # folds [1, 2, 3] and [4, 5, 6] against [1, 3, 2] and [6, 4, 5]: centred, sum xy = 1 and -1 over |x|^2 =
+    # |y|^2 = 2, so r = 0.5 and -0.5; stacked, both means are 3.5: sum xy = 13.5, |x|^2 = |y|^2 = 17.5
+    per_fold, stacked = ba.fold_pearson([np.c_[[1.0, 2, 3]], np.c_[[4.0, 5, 6]]],
+                                        [np.c_[[1.0, 3, 2]], np.c_[[6.0, 4, 5]]])
+    np.testing.assert_allclose(per_fold[:, 0], [0.5, -0.5], atol=1e-15)
+    assert stacked[0] == pytest.approx(13.5 / 17.5, abs=1e-15)
+    # a column constant within one fold: that fold's r is 0 (with a warning), the stacked r is defined
+    with pytest.warns(UserWarning, match="1 constant column"):
+        per_fold, stacked = ba.fold_pearson([np.c_[[1.0, 2, 3]], np.c_[[4.0, 5, 6]]],
+                                            [np.c_[[2.0, 2, 2]], np.c_[[6.0, 4, 5]]])
+    assert per_fold[0, 0] == 0.0 and per_fold[1, 0] == pytest.approx(-0.5) and 0 < stacked[0] < 1
+
+
 def test_constant_column_scores_zero_with_warning():
     a = np.array([[1.0, 2.0], [2.0, 2.0], [3.0, 2.0]])
     b = np.array([[1.0, 5.0], [2.0, 1.0], [4.0, 3.0]])

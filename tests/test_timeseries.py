@@ -109,3 +109,24 @@ def test_planted_signal_through_the_time_series_pipeline():
     bad = ba.summarize_time_series(*[v[0] for v in ba.cross_validate_time_series(noise[:, None], ds)], ds.subjects)
     assert good.score > 0.93 and abs(bad.score) < 0.06          # measured: 0.955, -0.02
     assert set(good.per_subject) == {"s1", "s2"} and good.per_split.shape == (4,)
+
+
+def test_layers_scored_together_equal_each_alone_whatever_the_blocks():
+    # every layer per block of voxels (the responses' z-scores shared): the same r as one layer at a time
+    rng = np.random.default_rng(3)
+    word_tr, sample_tr = np.arange(900) // 3 + 10, np.r_[20:140, 160:290]
+    feats = rng.normal(size=(900, 3, 12))                              # (n_words, layers, features)
+    per_tr = np.zeros((310, 12))
+    np.add.at(per_tr, word_tr, feats[:, 1])
+    y = np.roll(per_tr, 2, axis=0)[sample_tr] @ rng.normal(size=(12, 9)) + rng.normal(size=(250, 9))
+    ds = tiny_series(word_tr, sample_tr, 310, responses=y.astype(np.float32))
+    ds = Dataset(**{**ds.__dict__, "subjects": np.repeat(["s1", "s2", "s3"], 3), "n_folds": 4, "gap": 5})
+    r, per_fold = ba.cross_validate_time_series(feats, ds, jobs=1, chunk=4)      # blocks of 4, 4, 1 voxels
+    assert r.shape == (3, 9) and per_fold.shape == (3, 4, 9)
+    for i in range(3):
+        alone, alone_per_fold = ba.cross_validate_time_series(feats[:, i:i + 1], ds, jobs=1, chunk=100)
+        np.testing.assert_allclose(r[i], alone[0], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(per_fold[i], alone_per_fold[0], rtol=0, atol=1e-12)
+    assert r[1].mean() > 0.7 and abs(r[[0, 2]]).mean() < 0.15        # the planted layer wins (measured .87, .07)
+    with pytest.raises(ValueError, match=r"word_features must be \(n_words, n_layers, n_feat\), not \(900, 12\)"):
+        ba.cross_validate_time_series(feats[:, 0], ds)

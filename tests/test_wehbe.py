@@ -129,6 +129,18 @@ def test_ridge_cv_bad_input():
         ba.ridge_cv(x[:15], y[:15])
 
 
+def test_ridge_factors_serve_every_block_of_targets():
+    # the pipeline factors x once and solves block after block: the same weights and penalties as one call
+    x, y = ridge_problem(t=50)
+    w, lam = ba.ridge_cv(x, y)
+    factors = ba.ridge_factors(x)
+    parts = [ba.ridge_solve(factors, y[:, cols], width=7) for cols in (slice(0, 13), slice(13, 50))]
+    np.testing.assert_allclose(np.hstack([w_part for w_part, _ in parts]), w, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(np.concatenate([lam_part for _, lam_part in parts]), lam)
+    with pytest.raises(ValueError, match="same n"):
+        ba.ridge_solve(factors, y[:-1])
+
+
 # --------------------------------------------------------------------------- aggregation
 
 
