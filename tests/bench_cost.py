@@ -6,18 +6,19 @@ and which way of using every core is faster for whole layers, as ratios in one r
 
 Shapes: 4,096 features (LLaMA-7B's width); Pereira2018 384 x 12,155 and 243 x 8,031 voxels, 10 splits;
 Blank2014 1,317 x 60 fROIs; Fedorenko2016 416 x 97 electrodes; Wehbe2014 1,211 TRs x 8 subjects x
-30,000 voxels, 4 folds (Toneva's TR features, PCA and ridge). The models' forward passes are counted apart,
+30,000 voxels, 4 folds (Toneva's TR features, PCA and ridge), 4 layers at once. The models' forward passes are counted apart,
 as tokens x 2 x parameters FLOPs, at an assumed 30% of an H100's 989 bf16 TFLOP/s.
 brainalign.LAYER_SECONDS holds this script's per-layer seconds; a run projects its duration from them.
 
 Measured (December 2026, a shared 2-core Xeon with AVX-512, OpenBLAS, one run of --before, load < 1):
-  one layer, one core, before -> after the speed work: Pereira 384 44.8 -> 1.74 s (25.7x), Pereira 243
-  17.2 -> 0.72 s (23.9x), Blank2014 7.6 -> 7.53 s and Fedorenko2016 1.0 -> 0.98 s (fewer targets than
-  stimuli: the exact call either way), Wehbe2014 202.6 -> 40.5 s (5.0x; PCA ~4.5 s, then per 40,000
-  voxels ridge 2.9 s, z-scores 1.4 s, Pearson 1.6 s). --all, 25 models, 1,041 layers each dataset:
-  Pereira2018 0.71, Blank2014 2.18, Wehbe2014 11.7 CPU-hours, 14.6 in all (~79 before); forward passes
-  ~192,000 tokens per model, 6.9e16 FLOP, ~4 GPU-minutes at 30% of an H100. 4 layers of Pereira 243 on
-  the 2 vCPUs (wall, against one thread): forked one-thread workers 1.90x faster, BLAS threads 0.42x.
+  one layer, one core, before -> after the speed work: Pereira 384 44.4 -> 1.56 s (28.5x), Pereira 243
+  17.6 -> 0.72 s (24.4x), Blank2014 7.9 -> 7.43 s and Fedorenko2016 1.0 -> 0.93 s (fewer targets than
+  stimuli: the exact call either way), Wehbe2014 183.6 -> 21.2 s (8.7x; per layer, 4 layers scored
+  together: PCA ~4.7 s, then per 40,000 voxels ridge ~1.8 s, Pearson ~0.55 s, z-scores ~0.3 s shared by
+  the 4 layers). --all, 25 models, 1,041 layers each dataset: Pereira2018 0.66, Blank2014 2.15,
+  Wehbe2014 6.13 CPU-hours, 8.94 in all (~73 before); forward passes ~192,000 tokens per model, 6.9e16
+  FLOP, ~4 GPU-minutes at 30% of an H100. 4 layers of Pereira 243 on the 2 vCPUs (wall, against one
+  thread): forked one-thread workers 1.98x faster, BLAS threads 0.40x.
 """
 import sys
 import time

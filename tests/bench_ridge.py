@@ -1,23 +1,27 @@
 """Benchmark: Wehbe2014's per-voxel cross-validated ridge (brainalign.ridge_cv) at the real shape, one
 thread: 1,211 TRs x 40 features x 30,000 voxels, 4 contiguous outer folds with 5-TR gaps, 10 inner
 folds, 16 penalties. Three implementations in one run, as ratios:
-  new       brainalign.ridge_cv (issue 18: every penalty's validation error from (p, n_targets)
-            products, partial fractions; no (n_val, n_targets) predictions);
+  new       brainalign.ridge_cv = ridge_solve(ridge_factors(x), y) (issue 18: every penalty's validation
+            error from (p, n_targets) products, partial fractions; no (n_val, n_targets) predictions);
   old       brainalign's previous ridge_cv (one SVD per inner fold, predictions for every penalty),
             kept below as previous_ridge_cv;
   Toneva    the transcription of cross_val_ridge(method='plain') in tests/test_wehbe.py, timed on a
             subset of the voxels and scaled (its cost is linear in the voxel count).
 and the new one against its limit: its FLOPs at the peak rate of a square float64 GEMM and the
-bytes it must read (y twice: x_val^T y_val and the squares) at the bandwidth of a read pass, both
-measured in the same run. Penalties and weights are compared on the subset. Not collected by pytest.
+bytes it must read (y twice: x_val^T y_val and the squares) at the bandwidth of a read pass; and its
+FLOPs at the rate BLAS reaches on each of its product shapes (x_val^T y_val: (41, 91) x (91, 512); the
+(40, 40) x (40, 512) rotations; the (16, 80) x (80, 512) cost product), all measured in the same run.
+Penalties and weights are compared on the subset. Not collected by pytest.
 
 Measured (December 2026, 2 vCPUs of a Xeon with AVX-512 shared with other jobs, OpenBLAS 0.3.31; CPU
 seconds of one thread summed over the 4 outer folds, one run):
-  new 1.15 s (24.7 GFLOP, reads 1.74 GB), old 14.6 s (233 GFLOP; 12.7x new), Toneva 71 s scaled (62x);
-  limit 0.31 s (80 GFLOP/s square GEMM, 15.5 GB/s) -> new = 3.7x that limit; its (40, 40) x (40, n)
-  products, 47% of its FLOPs, run at 36 GFLOP/s (44% of the square GEMM's rate): at the rates of its
-  own shapes the limit is 0.49 s and new = 2.4x. Same penalty as Toneva on 4000/4000 voxel-folds, max
-  |weight diff| 2.7e-15.
+  new 1.18 s (24.7 GFLOP, reads 1.74 GB), old 13.9 s (233 GFLOP; 11.8x new), Toneva 61 s scaled (52x);
+  limit 0.35 s (71 GFLOP/s square GEMM, 14.3 GB/s) -> new = 3.4x that limit. Its products at their own
+  shapes: x_val^T y_val (36% of the FLOPs) 40 GFLOP/s, the (40, 40) rotations (50%) 50 GFLOP/s, the
+  cost product (12%) 58 GFLOP/s: at those rates the limit is 0.53 s and new = 2.2x. Same penalty as
+  Toneva on 4000/4000 voxel-folds, max |weight diff| 2.7e-15. In the pipeline ridge_factors runs once
+  per layer and fold, not per block of voxels: ridge_solve alone on 908 x 8,192 is 1.38x faster than
+  ridge_cv at commit f5ca721, which factored x again for every block (82 ms against 114 ms).
 
     python tests/bench_ridge.py            # --quick: 3,000 voxels; --candidate FILE.py: its ridge_cv as new
 """

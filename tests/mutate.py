@@ -14,9 +14,9 @@ a mistyped test id, or a mutant that does not import), which proves nothing. The
 first, so a test that fails anyway cannot pass for a kill. Mutants that cannot change any result are
 listed in EQUIVALENT with the reason and are not run.
 
-Results (December 2026, `python tests/mutate.py`, about 5 minutes on a shared 2-core machine): 164
-mutants, 164 killed (100%), none survived, stale or broken; 3 equivalent, not run. Per area: split 9,
-fit 8, fast 5, pearson 3, agg 8, layer 16, series 18, ridge 8, futrell 13, table 13, norm 5, record 16,
+Results (December 2026, `python tests/mutate.py`, about 6 minutes on a shared 2-core machine): 169
+mutants, 169 killed (100%), none survived, stale or broken; 3 equivalent, not run. Per area: split 9,
+fit 8, fast 5, pearson 5, agg 8, layer 16, series 20, ridge 9, futrell 13, table 13, norm 5, record 16,
 par 3 (forked workers, the projected cost, a Ctrl-C that stops only run()'s scorer), data 20, model 19.
 
 How the suite got there. After the redesign (60d5402) thirteen mutants survived and were killed by
@@ -34,7 +34,10 @@ some words only; the ridge fixtures' inner folds of unequal size); an assertion 
 lenient branch bounds the mean |r - fixture|, which the float64 fit exceeds). The speed work rewrote
 the ridge and the splits; ridge-1..8 quote the new ridge_cv (ridge-8 survived until the transcription
 test got a nearly constant block, whose variance only a direct np.var resolves), series-17 and -18 pin
-Toneva's empty-TR quirk (NaN, then 0 for the run), par-1..3 the parallel path. Equivalent (EQUIVALENT
+Toneva's empty-TR quirk (NaN, then 0 for the run), par-1..3 the parallel path. Scoring a model's layers
+together per block of voxels added pearson-4, -5 (the stacked r from each fold's sums, Chan's update),
+series-19, -20 (every voxel in one block; each layer its own fit) and ridge-9 (factors reused, block by
+block). Equivalent (EQUIVALENT
 below): an attention mask for causal models, the run floor in pca_training_words, and "brainscore" in
 the record key (models.identity already carries it).
 
