@@ -55,8 +55,8 @@ def kfold_splits(n, n_folds, gap=0):
         raise ValueError(f"too few samples for {n_folds} folds: n={n}")
     for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
         train, test, mid = np.r_[0:lo, hi:n], np.arange(lo, hi), gap * (0 < k < n_folds - 1)
-        splits.append((train[gap * (k == 0):len(train) - gap * (k == n_folds - 1)],   # an end fold: gap
-                       test[mid:len(test) - mid]))        # training samples beside it; a middle one: test's
+        splits.append((train[gap * (k == 0):len(train) - gap * (k == n_folds - 1)],   # end folds: the gap
+                       test[mid:len(test) - mid]))                # beside them in train; middle: in test
     return check_splits(splits, n)
 
 def check_splits(splits, n):
@@ -482,7 +482,7 @@ class Settings:
     jobs: int = 0                   # processes that score layers; 0: every core this process may use
     numerics = property(lambda self: "float64" if self.brainscore else "brainscore-2023")   # NUMERICS' key
 
-# CPU seconds per layer on one core at the real shapes (tests/bench_cost.py): a run's projection, the README's
+# CPU seconds per layer on one core at the real shapes (tests/bench_cost.py): what a run projects from
 LAYER_SECONDS = {"Pereira2018": 2.3, "Blank2014": 7.4, "Wehbe2014": 21.2, "Fedorenko2016": 0.9}
 
 def projection(todo, info, jobs):
