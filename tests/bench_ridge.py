@@ -14,14 +14,16 @@ FLOPs at the rate BLAS reaches on each of its product shapes (x_val^T y_val: (41
 Penalties and weights are compared on the subset. Not collected by pytest.
 
 Measured (December 2026, 2 vCPUs of a Xeon with AVX-512 shared with other jobs, OpenBLAS 0.3.31; CPU
-seconds of one thread summed over the 4 outer folds, one run):
+seconds of one thread summed over the 4 outer folds; ratios within one run):
   new 1.18 s (24.7 GFLOP, reads 1.74 GB), old 13.9 s (233 GFLOP; 11.8x new), Toneva 61 s scaled (52x);
   limit 0.35 s (71 GFLOP/s square GEMM, 14.3 GB/s) -> new = 3.4x that limit. Its products at their own
   shapes: x_val^T y_val (36% of the FLOPs) 40 GFLOP/s, the (40, 40) rotations (50%) 50 GFLOP/s, the
-  cost product (12%) 58 GFLOP/s: at those rates the limit is 0.53 s and new = 2.2x. Same penalty as
-  Toneva on 4000/4000 voxel-folds, max |weight diff| 2.7e-15. In the pipeline ridge_factors runs once
-  per layer and fold, not per block of voxels: ridge_solve alone on 908 x 8,192 is 1.38x faster than
-  ridge_cv at commit f5ca721, which factored x again for every block (82 ms against 114 ms).
+  cost product (12%) 58 GFLOP/s: at those rates the limit is 0.53 s and new = 2.2x. Two later runs, the
+  machine less loaded: new 1.01 and 0.95 s, 3.2x and 3.0x the square-GEMM limit, 1.8x and 1.9x the
+  limit at its shapes' rates. Same penalty as Toneva on 4000/4000 voxel-folds, max |weight diff| 2.7e-15.
+  In the pipeline ridge_factors runs once per layer and fold, not per block of voxels: ridge_solve alone
+  on 908 x 8,192 is 1.38x faster than ridge_cv at commit f5ca721, which factored x again for every block
+  (82 ms against 114 ms).
 
     python tests/bench_ridge.py            # --quick: 3,000 voxels; --candidate FILE.py: its ridge_cv as new
 """
