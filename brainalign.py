@@ -358,7 +358,7 @@ def ridge_solve(factors, y, width=512):
     weights, best = np.empty((vt.shape[1], y.shape[1])), np.empty(y.shape[1], dtype=int)
     yy = np.stack([np.einsum("ij,ij->j", y[lo:hi], y[lo:hi]) for lo, hi, *_ in folds])   # |y_val|^2 (K, n_t)
     for cols in (slice(i, i + width) for i in range(0, y.shape[1], width)):
-        xvy = np.empty((len(folds), xa.shape[1], len(range(y.shape[1])[cols])))   # x_val^T y_val, y_val sums
+        xvy = np.empty((len(folds), xa.shape[1], y[:, cols].shape[1]))            # x_val^T y_val, y_val sums
         for (lo, hi, *_), out in zip(folds, xvy):                                 # (K, p + 1, w), in place
             np.matmul(xa[lo:hi].T, y[lo:hi, cols], out=out)
         xy, cost = xvy[:, :-1].sum(axis=0), np.zeros((pen.size, xvy.shape[2]))  # x^T y: the blocks' sum
